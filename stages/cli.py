@@ -1,0 +1,196 @@
+"""`sentiment` command: label new text with a dataset's fine-tuned model.
+
+sentiment predict --dataset sst2 --input reviews.csv --text-column review --output out.jsonl
+echo "what a lovely film" | sentiment predict --dataset sst2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stages.common import StageError, load_params
+from stages.metrics import scale
+from stages.text import CleanConfig, clean_text
+
+
+def model_dir(dataset: str) -> Path:
+    path = Path("data") / dataset / "finetune" / "model"
+    if not (path / "head.json").exists():
+        raise StageError(f"no trained model for {dataset!r} at {path}: run `dvc repro finetune@{dataset}` first")
+    return path
+
+
+def temperature(dataset: str) -> float:
+    """The temperature evaluate fitted on dev, or 1.0 when evaluate has not run."""
+    path = Path("metrics") / dataset / "evaluate.json"
+    if not path.exists():
+        return 1.0
+    return float(json.loads(path.read_text())["models"].get("finetune", {}).get("temperature", 1.0))
+
+
+def decode(raw: bytes, source: str) -> str:
+    """UTF-8 text, or a one-line error naming the line with undecodable bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise StageError(f"{source}: line {line} is not valid UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def read_texts(source: str, fmt: str | None, text_column: str) -> list[str]:
+    """Texts from a CSV (text column), JSONL (text field), or plain text (one per line); '-' is stdin."""
+    if source == "-":
+        raw, fmt = sys.stdin.buffer.read(), fmt or "txt"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise StageError(f"input file not found: {source}")
+        raw, fmt = path.read_bytes(), fmt or {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix, "txt")
+    text = decode(raw, "stdin" if source == "-" else source)
+    if fmt == "txt":
+        return text.splitlines()
+    frame = (
+        pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        if fmt == "csv"
+        else pd.read_json(io.StringIO(text), lines=True, dtype=False)
+    )
+    if text_column not in frame.columns:
+        raise StageError(f"{source}: missing column {text_column!r} (has {list(frame.columns)}); set --text-column")
+    return frame[text_column].fillna("").astype(str).tolist()
+
+
+def clean_config() -> CleanConfig:
+    try:
+        cfg = load_params()["clean"]
+        return CleanConfig(cfg["url_placeholder"], cfg["user_placeholder"], cfg["max_repeat"])
+    except (StageError, KeyError):
+        return CleanConfig()
+
+
+def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows."""
+    import torch
+
+    from stages.metrics import scale
+    from stages.models import load_classifier, predict_logits
+
+    path = model_dir(dataset)
+    model, tokenizer, meta = load_classifier(path)
+    cfg = clean_config()
+    kept = [(t, clean_text(t, cfg)) for t in texts]
+    kept = [(raw, clean) for raw, clean in kept if clean]
+    counts = {"skipped_empty": len(texts) - len(kept), "truncated": 0}
+    if not kept:
+        return pd.DataFrame(columns=["text", "label", "label_id"]), counts
+    cleaned = [c for _, c in kept]
+    lengths = [len(ids) for ids in tokenizer(cleaned, truncation=False)["input_ids"]]
+    counts["truncated"] = int(sum(n > meta["max_length"] for n in lengths))
+    torch.set_grad_enabled(False)
+    logits = predict_logits(model, tokenizer, cleaned, meta["max_length"], batch_size, progress=len(cleaned) > 1000)
+    probs = scale(logits, temperature(dataset))
+    names = meta["labels"]
+    out = pd.DataFrame({"text": [r for r, _ in kept], "label": [names[i] for i in probs.argmax(1)], "label_id": probs.argmax(1)})
+    for i, name in enumerate(names):
+        out[f"prob_{name}"] = np.round(probs[:, i], 6)
+    return out, counts
+
+
+def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
+    fmt = fmt or ("jsonl" if target.endswith((".jsonl", ".json")) else "csv")
+    text = frame.to_json(orient="records", lines=True, force_ascii=False) if fmt == "jsonl" else frame.to_csv(index=False)
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        from stages.common import atomic_path
+
+        with atomic_path(target) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    texts = read_texts(args.input, args.input_format, args.text_column)
+    frame, counts = predict(args.dataset, texts, args.batch_size)
+    if counts["skipped_empty"]:
+        print(f"skipped {counts['skipped_empty']} empty lines", file=sys.stderr)
+    if counts["truncated"]:
+        print(f"warning: {counts['truncated']} texts were longer than the model's max_length and were truncated", file=sys.stderr)
+    write_output(frame, args.output, args.output_format)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from stages.attention import attention_heatmap, explain_example, visible
+    from stages.models import load_classifier
+
+    if args.file:
+        text = decode(Path(args.file).read_bytes(), args.file) if Path(args.file).exists() else None
+        if text is None:
+            raise StageError(f"input file not found: {args.file}")
+    elif args.text:
+        text = args.text
+    else:
+        raise StageError("give a text or --file")
+    text = clean_text(text.strip(), clean_config())
+    if not text:
+        raise StageError("the text is empty after cleaning")
+    model, tokenizer, meta = load_classifier(model_dir(args.dataset), attn_implementation="eager")
+    cfg = {"layers": [-1], "ig_steps": args.ig_steps}
+    result = explain_example(model, tokenizer, text, meta["max_length"], cfg)
+    names = meta["labels"]
+    probs = scale(np.log(np.clip(result["probs"][None, :], 1e-12, 1)), temperature(args.dataset))[0]
+    print(f"prediction: {names[int(probs.argmax())]}")
+    print("probabilities: " + ", ".join(f"{n} {p:.3f}" for n, p in zip(names, probs, strict=True)))
+    view = visible(result["tokens"], False)
+    tokens = result["tokens"][view]
+    for method, scores in result["scores"].items():
+        top = np.argsort(-scores[view], kind="stable")[: args.top]
+        print(f"{method}: " + ", ".join(f"{tokens[i]} ({scores[view][i]:+.3f})" for i in top))
+    attention_heatmap(
+        Path(args.output),
+        tokens,
+        {k: v[view, view] for k, v in result["layers"].items()},
+        f"{args.dataset}: predicted {names[int(probs.argmax())]}",
+    )
+    print(f"heatmap: {args.output}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="sentiment", description="Use the pipeline's fine-tuned sentiment models.")
+    sub = root.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="label text from a CSV, JSONL, text file or stdin")
+    p.add_argument("--dataset", default="sst2", help="whose fine-tuned model to use (params.yaml datasets key)")
+    p.add_argument("--input", default="-", help="a .csv, .jsonl or text file (one text per line); '-' = stdin")
+    p.add_argument("--input-format", choices=["csv", "jsonl", "txt"], help="override the format guessed from the suffix")
+    p.add_argument("--text-column", default="text", help="the text column (CSV) or field (JSONL)")
+    p.add_argument("--output", default="-", help="output file (.csv or .jsonl); '-' = stdout")
+    p.add_argument("--output-format", choices=["csv", "jsonl"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_predict)
+    e = sub.add_parser("explain", help="prediction, top tokens per attribution method, and an attention heatmap")
+    e.add_argument("text", nargs="?", help="the text to explain")
+    e.add_argument("--file", help="read the text from this file instead")
+    e.add_argument("--dataset", default="sst2", help="whose fine-tuned model to use (params.yaml datasets key)")
+    e.add_argument("--top", type=int, default=5, help="tokens listed per method")
+    e.add_argument("--ig-steps", type=int, default=32)
+    e.add_argument("--output", default="explain.png", help="where to write the heatmap PNG")
+    e.set_defaults(func=cmd_explain)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except StageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Text cleaning: light cleaning for transformers, heavy normalisation for bag-of-words baselines."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from nltk.tokenize import TweetTokenizer
+
+URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+MENTION_RE = re.compile(r"(?<!\w)@\w+")
+HASHTAG_RE = re.compile(r"(?<!\w)#(\w+)")
+TAG_RE = re.compile(r"<[^<>]{1,200}>")
+SPACE_RE = re.compile(r"\s+")
+PUNCT_ONLY_RE = re.compile(r"^[^\w!?]+$")
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Transformer-input cleaning options (params.yaml `clean`)."""
+
+    url_placeholder: str = ""
+    user_placeholder: str = ""
+    max_repeat: int = 2
+
+
+def _strip_controls(text: str) -> str:
+    return "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text)
+
+
+def clean_text(text: str, cfg: CleanConfig = CleanConfig()) -> str:
+    """Light cleaning that keeps what a transformer can use (case, punctuation, emoji)."""
+    text = html.unescape(text)
+    text = TAG_RE.sub(" ", text)
+    text = URL_RE.sub(f" {cfg.url_placeholder} " if cfg.url_placeholder else " ", text)
+    text = MENTION_RE.sub(f" {cfg.user_placeholder} " if cfg.user_placeholder else " ", text)
+    text = HASHTAG_RE.sub(r"\1", text)
+    text = _strip_controls(text)
+    if cfg.max_repeat > 0:
+        # letters only: "soooo" -> "soo", but "1000" stays a number
+        text = re.sub(rf"([^\W\d_])\1{{{cfg.max_repeat},}}", r"\1" * cfg.max_repeat, text)
+    return SPACE_RE.sub(" ", text).strip()
+
+
+@dataclass
+class Normalizer:
+    """Baseline text: lowercase tokens, stopwords out (negations kept), optional lemma/stem."""
+
+    stopwords: frozenset[str] = frozenset()
+    negations: frozenset[str] = frozenset()
+    lemmatize: bool = False
+    stem: bool = False
+    _tokenizer: TweetTokenizer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._tokenizer = TweetTokenizer(preserve_case=False, reduce_len=True, strip_handles=True)
+        self._lemmatizer = None
+        self._stemmer = None
+        if self.lemmatize:
+            from nltk.stem import WordNetLemmatizer
+
+            self._lemmatizer = WordNetLemmatizer()
+        if self.stem:
+            from nltk.stem import PorterStemmer
+
+            self._stemmer = PorterStemmer()
+        self._word = lru_cache(maxsize=200_000)(self._word_uncached)
+
+    def is_negation(self, token: str) -> bool:
+        return bool(self.negations) and (token in self.negations or token.endswith("n't"))
+
+    def _word_uncached(self, token: str) -> str:
+        if self._lemmatizer is not None:
+            token = self._lemmatizer.lemmatize(token)
+        if self._stemmer is not None:
+            token = self._stemmer.stem(token)
+        return token
+
+    def tokens(self, text: str) -> list[str]:
+        out = []
+        for token in self._tokenizer.tokenize(text):
+            if PUNCT_ONLY_RE.match(token):
+                continue
+            if self.is_negation(token):
+                out.append(token)
+            elif token not in self.stopwords:
+                out.append(self._word(token))
+        return out
+
+    def __call__(self, text: str) -> str:
+        return " ".join(self.tokens(text))
+
+
+def make_normalizer(
+    *, remove_stopwords: bool, keep_negations: bool, negations: Iterable[str], lemmatize: bool, stem: bool
+) -> Normalizer:
+    """Build a Normalizer, loading NLTK data (stopwords, WordNet) through the mirror rules."""
+    from stages.hub import ensure_nltk
+
+    stop: frozenset[str] = frozenset()
+    if remove_stopwords:
+        ensure_nltk("corpora/stopwords", "stopwords")
+        from nltk.corpus import stopwords
+
+        stop = frozenset(stopwords.words("english"))
+    if lemmatize:
+        ensure_nltk("corpora/wordnet", "wordnet")
+    return Normalizer(
+        stopwords=stop,
+        negations=frozenset(negations) if keep_negations else frozenset(),
+        lemmatize=lemmatize,
+        stem=stem,
+    )

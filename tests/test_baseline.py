@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from conftest import toy_sentiment
+from stages.baseline import VaderModel, apply_thresholds, cv_table, fit_thresholds, grid_search
+from stages.common import StageError
+from stages.data import predictions_frame
+
+CFG = {
+    "tfidf": {"ngram_range": [1, 2], "min_df": 1, "max_df": 1.0, "max_features": 1000, "sublinear_tf": True},
+    "solver": "liblinear",
+    "max_iter": 100,
+    "tol": 1e-4,
+    "grid": {"C": [0.5, 4], "class_weight": [None, "balanced"], "l1_ratio": [0.0]},
+    "cv_folds": 3,
+    "n_jobs": 1,
+}
+
+
+def test_pipeline_learns_a_separable_toy_problem_and_tables_every_grid_point():
+    train, test = toy_sentiment(90, seed=1), toy_sentiment(40, seed=2)
+    search = grid_search(train, CFG, seed=0, n_classes=2)
+    assert (search.predict(test["text_norm"]) == test["label"]).mean() == 1.0
+    table = cv_table(search)
+    assert len(table) == 4
+    assert {"C", "class_weight", "l1_ratio", "mean_test_score", "rank_test_score"} <= set(table.columns)
+    assert not any("time" in c for c in table.columns)
+
+
+def test_three_classes_with_liblinear_run_one_vs_rest():
+    train = toy_sentiment(90)
+    train.loc[train.index % 3 == 0, ["text_norm", "label"]] = ["neutral plain words here", 2]
+    search = grid_search(train, {**CFG, "grid": {"C": [1]}}, seed=0, n_classes=3)
+    assert search.predict_proba(train["text_norm"]).shape == (90, 3)
+
+
+def test_a_grid_value_scikit_learn_rejects_fails_before_fitting():
+    bad = {**CFG, "solver": "lbfgs", "grid": {"C": [1], "l1_ratio": [1.0]}}
+    with pytest.raises(StageError, match=r"baseline.grid.l1_ratio=1.0.*solver 'lbfgs'") as err:
+        grid_search(toy_sentiment(30), bad, seed=0, n_classes=2)
+    assert "\n" not in str(err.value)
+
+
+def test_predictions_have_the_shared_schema_and_probabilities_sum_to_one():
+    probs = np.array([[0.2, 0.8], [0.9, 0.1]])
+    frame = predictions_frame(["a", "b"], [1, 1], probs, ["negative", "positive"], logits=np.log(probs))
+    assert list(frame.columns) == ["id", "label", "pred", "prob_negative", "prob_positive", "logit_negative", "logit_positive"]
+    assert frame["pred"].tolist() == [1, 0]
+    np.testing.assert_allclose(frame[["prob_negative", "prob_positive"]].sum(axis=1), 1.0)
+
+
+def test_vader_threshold_is_the_dev_optimal_cut():
+    scores = np.array([-0.8, -0.5, -0.1, 0.05, 0.2, 0.3, 0.6, 0.9])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # perfectly separated between 0.05 and 0.2
+    (cut,) = fit_thresholds(scores, labels, 2)
+    assert 0.05 < cut <= 0.2
+    assert (apply_thresholds(scores, [cut]) == labels).all()
+
+
+def test_vader_two_thresholds_for_three_classes():
+    scores = np.array([-0.9, -0.6, -0.05, 0.0, 0.04, 0.5, 0.8])
+    labels = np.array([0, 0, 1, 1, 1, 2, 2])
+    model = VaderModel().fit(scores, labels, 3)
+    assert (model.predict(scores) == labels).all()
+    np.testing.assert_allclose(model.predict_proba(scores).sum(axis=1), 1.0)

@@ -1,0 +1,75 @@
+import io
+import json
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import tiny_params
+from stages.cli import main
+from stages.models import build_model, save_classifier
+
+
+@pytest.fixture
+def saved_model(in_tmp, tokenizer):
+    torch.manual_seed(0)
+    model = build_model(tiny_params()["model"], tokenizer, 2, 16)
+    out = in_tmp / "data" / "toy" / "finetune" / "model"
+    out.mkdir(parents=True)
+    save_classifier(model, tokenizer, out, {"labels": ["negative", "positive"], "max_length": 16, "base_model": "scratch"})
+    return in_tmp
+
+
+def run(capsys, *argv, stdin: bytes | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--dataset", "toy", *argv])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_csv_in_jsonl_out(saved_model, capsys):
+    pd.DataFrame({"review": ["good film", "bad film", ""]}).to_csv("in.csv", index=False)
+    code, _, err = run(capsys, "--input", "in.csv", "--text-column", "review", "--output", "out.jsonl")
+    assert code == 0 and "skipped 1 empty" in err
+    rows = [json.loads(line) for line in open("out.jsonl")]
+    assert len(rows) == 2 and {"text", "label", "label_id", "prob_negative", "prob_positive"} <= set(rows[0])
+    assert abs(rows[0]["prob_negative"] + rows[0]["prob_positive"] - 1) < 1e-5
+
+
+def test_jsonl_and_text_inputs(saved_model, capsys):
+    with open("in.jsonl", "w") as f:
+        f.write('{"text": "nice"}\n{"text": "awful"}\n')
+    code, out, _ = run(capsys, "--input", "in.jsonl")
+    assert code == 0 and len(pd.read_csv(io.StringIO(out))) == 2
+    with open("in.txt", "w") as f:
+        f.write("one\n\ntwo\nthree\n")
+    code, out, err = run(capsys, "--input", "in.txt")
+    assert len(pd.read_csv(io.StringIO(out))) == 3 and "skipped 1 empty" in err
+
+
+def test_stdin(saved_model, capsys, monkeypatch):
+    code, out, _ = run(capsys, stdin=b"what a lovely film\n", monkeypatch=monkeypatch)
+    assert code == 0 and pd.read_csv(io.StringIO(out))["label"].iloc[0] in {"negative", "positive"}
+
+
+def test_long_texts_warn_once_with_a_count(saved_model, capsys):
+    with open("in.txt", "w") as f:
+        f.write(" ".join(["word"] * 50) + "\nshort\n" + " ".join(["word"] * 40) + "\n")
+    code, _, err = run(capsys, "--input", "in.txt")
+    assert code == 0 and err.count("warning") == 1 and "2 texts were longer" in err
+
+
+def test_undecodable_bytes_name_the_line(saved_model, capsys):
+    with open("bad.txt", "wb") as f:
+        f.write(b"fine\nalso fine\nbro\xffken\n")
+    code, _, err = run(capsys, "--input", "bad.txt")
+    assert code == 1 and "line 3 is not valid UTF-8" in err and err.count("\n") == 1
+
+
+def test_missing_model_names_the_dvc_target(in_tmp, capsys, monkeypatch):
+    code, _, err = run(capsys, "--input", "-", stdin=b"x\n", monkeypatch=monkeypatch)
+    assert code == 1 and "dvc repro finetune@toy" in err

@@ -1,0 +1,126 @@
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import tiny_params, toy_sentiment, write_clean
+from stages.common import StageError
+from stages.finetune import finetune, training_curves
+from stages.models import SentimentClassifier, build_model, load_classifier, predict_logits
+
+
+@pytest.fixture
+def toy_data(in_tmp):
+    write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
+    return in_tmp
+
+
+def run(root, name="out", **train):
+    return finetune("toy", tiny_params(**train), root / name, root / f"ckpt-{name}")
+
+
+def test_tiny_model_beats_chance_and_writes_a_lean_checkpoint(toy_data, tokenizer):
+    metrics = run(toy_data)
+    assert metrics["test"]["accuracy"] >= 0.8
+    out = toy_data / "out"
+    preds = pd.read_csv(out / "finetune_test.csv")
+    assert {"id", "label", "pred", "prob_negative", "prob_positive", "logit_negative", "logit_positive"} <= set(preds)
+    files = {p.name for p in (out / "model").iterdir()}
+    assert {"config.json", "model.safetensors", "head.safetensors", "head.json", "tokenizer.json"} <= files
+    assert not any("optimizer" in f for f in files)
+    model, tok, meta = load_classifier(out / "model")
+    assert meta["labels"] == ["negative", "positive"] and meta["pooling"] == "cls"
+    logits = predict_logits(model, tok, ["good great lovely", "bad awful terrible"], 32, progress=False)
+    assert logits.argmax(1).tolist() == [1, 0]
+    steps, epochs = metrics["curves"]
+    assert len(epochs) == 8 and list(epochs.columns) == ["epoch", "dev_loss", "dev_accuracy", "dev_f1_macro"]
+    assert len(steps) > 0
+
+
+def test_same_seed_gives_identical_predictions(toy_data, tokenizer):
+    run(toy_data, "a", epochs=2)
+    run(toy_data, "b", epochs=2)
+    a = (toy_data / "a" / "finetune_test.csv").read_bytes()
+    assert a == (toy_data / "b" / "finetune_test.csv").read_bytes()
+
+
+def test_cls_and_mean_pooling_differ(tokenizer):
+    params = tiny_params()
+    torch.manual_seed(0)
+    cls = build_model(params["model"], tokenizer, 2, 32)
+    mean = SentimentClassifier(cls.encoder, 2, "mean", 0.0)
+    mean.head.load_state_dict(cls.head.state_dict())
+    batch = tokenizer(["a good film", "bad"], padding=True, return_tensors="pt")
+    cls.eval()
+    mean.eval()
+    with torch.no_grad():
+        a = cls(batch["input_ids"], batch["attention_mask"]).logits
+        b = mean(batch["input_ids"], batch["attention_mask"]).logits
+    assert not torch.allclose(a, b)
+
+
+def test_mean_pooling_ignores_padding(tokenizer):
+    params = tiny_params()
+    params["model"]["pooling"] = "mean"
+    model = build_model(params["model"], tokenizer, 2, 32).eval()
+    single = tokenizer(["bad"], return_tensors="pt")
+    padded = tokenizer(["bad", "a much longer sentence here"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        a = model(single["input_ids"], single["attention_mask"]).logits[0]
+        b = model(padded["input_ids"], padded["attention_mask"]).logits[0]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_resume_continues_from_the_last_checkpoint(toy_data, tokenizer):
+    full = run(toy_data, "full", epochs=3)
+    # an "interrupted" run: drop the final checkpoint, so the newest left is from an earlier epoch
+    run(toy_data, "part", epochs=3)
+    ckpt = toy_data / "ckpt-part"
+    steps = sorted(int(p.name.split("-")[1]) for p in ckpt.glob("checkpoint-*"))
+    for p in ckpt.glob("checkpoint-*"):
+        if int(p.name.split("-")[1]) == steps[-1]:
+            shutil.rmtree(p)
+    state = json.loads((ckpt / f"checkpoint-{steps[-2]}" / "trainer_state.json").read_text())
+    assert state["epoch"] < 3.0
+    resumed = finetune("toy", tiny_params(epochs=3), toy_data / "part", ckpt, resume=True)
+    assert resumed["epochs_run"] == 3.0
+    np.testing.assert_allclose(resumed["test"]["accuracy"], full["test"]["accuracy"])
+
+
+def test_bad_params_fail_before_training(toy_data, tokenizer):
+    with pytest.raises(StageError, match="model.pooling='max'"):
+        finetune("toy", {**tiny_params(), "model": {**tiny_params()["model"], "pooling": "max"}}, toy_data / "o", toy_data / "c")
+    with pytest.raises(StageError, match="train.max_length=4096"):
+        p = tiny_params(max_length=4096)
+        p["model"]["name"] = "sentence-transformers/all-MiniLM-L6-v2"
+        finetune("toy", p, toy_data / "o", toy_data / "c")
+    assert not (toy_data / "c").exists()
+
+
+def test_unknown_model_offline_is_one_line_error(toy_data, tokenizer, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    p = tiny_params()
+    p["model"]["name"] = "no-such-org/no-such-model"
+    with pytest.raises(StageError, match="'no-such-org/no-such-model'.*HUB_MIRROR"):
+        finetune("toy", p, toy_data / "o", toy_data / "c")
+
+
+def test_checkpoint_with_other_num_labels_is_refused(toy_data, tokenizer):
+    run(toy_data, "two", epochs=1)
+    p = tiny_params(epochs=1)
+    p["datasets"]["toy"]["labels"] = ["a", "b", "c"]
+    with pytest.raises(StageError, match="does not match the configured model"):
+        finetune("toy", p, toy_data / "three", toy_data / "ckpt-two", resume=True)
+
+
+def test_training_curves_split_the_log():
+    log = [
+        {"loss": 0.7, "learning_rate": 1e-3, "epoch": 0.5, "step": 5},
+        {"eval_loss": 0.6, "eval_accuracy": 0.7, "eval_f1_macro": 0.69, "epoch": 1.0, "step": 10},
+        {"train_loss": 0.65, "epoch": 1.0, "step": 10},
+    ]
+    steps, epochs = training_curves(log)
+    assert steps["train_loss"].tolist() == [0.7] and epochs["dev_loss"].tolist() == [0.6]

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from stages.metrics import (
+    bootstrap_interval,
+    brier,
+    classification,
+    expected_calibration_error,
+    f1_macro,
+    fit_temperature,
+    mcnemar_exact,
+    ranking,
+)
+
+
+def test_ece_on_a_constructed_example():
+    # confidences .9 .8 .6 .7 .9 (bins 13, 12, 9, 10, 13 of 15); rows 3 and 4 are wrong
+    labels = np.array([0, 1, 1, 0, 1])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
+    expected = (2 * 0.1 + 0.2 + 0.6 + 0.7) / 5
+    assert expected_calibration_error(labels, probs, 15) == pytest.approx(expected)
+
+
+def test_brier_sums_over_classes():
+    assert brier(np.array([0, 1]), np.array([[1.0, 0.0], [0.5, 0.5]])) == pytest.approx(0.25)
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, size=(20000, 3))
+    labels = np.array([rng.choice(3, p=p) for p in softmax(true_logits, axis=1)])
+    assert fit_temperature(true_logits * 2.5, labels) == pytest.approx(2.5, rel=0.05)
+
+
+def test_mcnemar_exact_on_a_known_table():
+    # 10 discordant pairs split 9/1: two-sided binomial p = 22/1024
+    labels = np.zeros(30, dtype=int)
+    a = np.zeros(30, dtype=int)
+    b = np.zeros(30, dtype=int)
+    b[:9] = 1
+    a[9] = 1
+    result = mcnemar_exact(labels, a, b)
+    assert (result["a_right_b_wrong"], result["a_wrong_b_right"]) == (9, 1)
+    assert result["p_value"] == pytest.approx(22 / 1024)
+
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    preds = np.where(rng.random(300) < 0.8, labels, 1 - labels)
+    first = bootstrap_interval(labels, preds, f1_macro, 1000, seed=3)
+    assert first == bootstrap_interval(labels, preds, f1_macro, 1000, seed=3)
+    assert first[0] < f1_macro(labels, preds) < first[1]
+
+
+def test_auc_of_an_absent_class_is_null_with_a_reason():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
+    out = ranking(labels, probs, ["neg", "neu", "pos"])
+    assert out["roc_auc"]["pos"] is None and "absent" in out["roc_auc"]["pos_note"]
+    assert out["roc_auc"]["neg"] == 1.0
+
+
+def test_classification_reports_positive_f1_for_binary():
+    out = classification(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), ["neg", "pos"])
+    assert out["accuracy"] == 0.75 and out["f1_positive"] == pytest.approx(2 / 3)
+    assert out["confusion"] == [[2, 0], [1, 1]]
