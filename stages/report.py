@@ -16,7 +16,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 # Figures published by the efforts this pipeline replaces (quoted from their reports, not measured here).
 REFERENCE = {
-    "sst2": {"finetune_accuracy": "0.9014 (DistilBERT, GPU)", "finetune_ece": "0.059 (no scaling)", "tfidf_lr_f1": "—"},
+    "sst2": {"finetune_accuracy": "0.9014 (DistilBERT, GPU)", "finetune_ece": "0.059 (no scaling)"},
     "tweets": {"finetune_f1": "0.668 (BERT-base)", "tfidf_lr_f1": "0.637 dev / 0.623 test (40% of train)"},
 }
 
@@ -27,6 +27,10 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _p_value(p: float) -> str:
+    return "< 1e-6" if p < 1e-6 else f"= {p:.3g}"
 
 
 def _ci(figures: dict[str, Any], name: str) -> str:
@@ -58,8 +62,9 @@ def dataset_section(key: str, root: Path) -> list[str]:
     for name, test in evaluate.get("mcnemar_test", {}).items():
         lines.append(
             f"McNemar exact test on test, {name.replace('_vs_', ' vs ')}: {test['a_right_b_wrong']} vs "
-            f"{test['a_wrong_b_right']} discordant rows, p = {test['p_value']:.3g}."
+            f"{test['a_wrong_b_right']} discordant rows, p {_p_value(test['p_value'])}."
         )
+    lines += slices_section(key, metrics) + attribution_section(metrics) + ablation_section(metrics)
     if ref:
         lines += [
             "",

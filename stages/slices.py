@@ -46,6 +46,8 @@ def slice_masks(texts: pd.Series, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     """Boolean row masks per slice name, from the word lists and length bounds in params."""
     masks = {"all": np.ones(len(texts), dtype=bool)}
     for name, vocabulary in cfg["word_slices"].items():
+        if not all(isinstance(w, str) for w in vocabulary):
+            raise StageError(f"invalid param slices.word_slices.{name}={vocabulary!r}: quote YAML words like \"no\"")
         vocab = {w.lower() for w in vocabulary}
         masks[name] = texts.map(lambda t, v=vocab: has_any(t, v)).to_numpy()
     lengths = texts.map(lambda t: len(t.split()))

@@ -32,8 +32,9 @@ def test_integrated_gradients_are_complete(tokenizer):
     torch.manual_seed(0)
     model = build_model(tiny_params()["model"], tokenizer, 2, 32, attn_implementation="eager").eval()
     enc = tokenizer("a rather good film", return_tensors="pt")
-    attributions, delta = integrated_gradients(model, enc["input_ids"], enc["attention_mask"], 1,
-                                               tokenizer.pad_token_id, steps=64)
+    attributions, delta = integrated_gradients(
+        model, enc["input_ids"], enc["attention_mask"], 1, tokenizer.pad_token_id, steps=64
+    )
     baseline = enc["input_ids"].clone()
     baseline[:, 1:-1] = tokenizer.pad_token_id
     with torch.no_grad():

@@ -1,0 +1,44 @@
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from stages import clean
+from stages.common import StageError
+
+
+@pytest.fixture
+def split_outputs(in_tmp):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    out = in_tmp / "data" / "sst2" / "split"
+    out.mkdir(parents=True)
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "text": ["Sooo good!", "so good", "bad &amp; sad"], "label": [1, 1, 0]})
+    for split in ("train", "dev", "test"):
+        frame.to_parquet(out / f"{split}.parquet")
+    return in_tmp
+
+
+def test_clean_stage_writes_both_columns_and_drops_train_duplicates(split_outputs):
+    clean.main(["sst2"])
+    train = pd.read_parquet(split_outputs / "data/sst2/clean/train.parquet")
+    assert list(train.columns) == ["id", "text", "text_norm", "label"]
+    assert train["text"].tolist() == ["Soo good!", "so good", "bad & sad"]
+    report = yaml.safe_load((split_outputs / "metrics/sst2/clean.json").read_text())
+    assert report["train"]["rows"] == 3 and report["train"]["dropped"]["duplicate_in_train"] == 0
+
+
+def test_a_split_empty_after_cleaning_fails_and_writes_nothing(split_outputs):
+    pd.DataFrame({"id": ["x"], "text": ["@someone http://t.co/x"], "label": [0]}).to_parquet(
+        split_outputs / "data/sst2/split/dev.parquet"
+    )
+    with pytest.raises(StageError, match="split 'dev' of dataset 'sst2' is empty after cleaning"):
+        clean.main(["sst2"])
+    assert not (split_outputs / "data/sst2/clean").exists()
+    assert not (split_outputs / "metrics/sst2/clean.json").exists()
+
+
+def test_missing_upstream_file_is_named(in_tmp):
+    (in_tmp / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    with pytest.raises(StageError, match="missing input file: data/sst2/split/train.parquet"):
+        clean.main(["sst2"])
