@@ -24,7 +24,7 @@ from stages.attribution import (
 from stages.common import StageError, atomic_dir, dataset_params, load_params, require_range, run_main, write_json
 from stages.data import label_names, prob_columns, read_clean
 from stages.models import load_classifier
-from stages.slices import has_any
+from stages.slices import has_any, word_list
 
 METHODS = ("attention", "rollout", "integrated_gradients")
 
@@ -40,7 +40,7 @@ def select_examples(test: pd.DataFrame, preds: pd.DataFrame, names: list[str], p
     readable = frame[(n_words >= 6) & (n_words <= max_words)].sort_values("id")
     chosen = []
     for category in ("negation", "contrast"):
-        vocab = {w.lower() for w in params["slices"]["word_slices"][category]}
+        vocab = word_list(f"slices.word_slices.{category}", params["slices"]["word_slices"][category])
         rows = readable[readable["text"].map(lambda t, v=vocab: has_any(t, v))].head(k)
         chosen.append(rows.assign(category=category))
     errors = frame[(frame["label"] != frame["pred"]) & (n_words <= max_words)]

@@ -42,13 +42,27 @@ def length_bucket(n_tokens: int, bounds: list[int]) -> str:
     return f"{low}+"
 
 
+def word_list(name: str, values: list) -> set[str]:
+    """A params word list as lowercase strings.
+
+    PyYAML reads YAML 1.1, where a bare `no`/`yes` is a boolean, while `dvc exp run -S`
+    rewrites params.yaml as YAML 1.2, where they are words; map such booleans back to words.
+    """
+    words = set()
+    for value in values:
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        if not isinstance(value, str):
+            raise StageError(f"invalid param {name}: {value!r} is not a word")
+        words.add(value.lower())
+    return words
+
+
 def slice_masks(texts: pd.Series, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     """Boolean row masks per slice name, from the word lists and length bounds in params."""
     masks = {"all": np.ones(len(texts), dtype=bool)}
     for name, vocabulary in cfg["word_slices"].items():
-        if not all(isinstance(w, str) for w in vocabulary):
-            raise StageError(f"invalid param slices.word_slices.{name}={vocabulary!r}: quote YAML words like \"no\"")
-        vocab = {w.lower() for w in vocabulary}
+        vocab = word_list(f"slices.word_slices.{name}", vocabulary)
         masks[name] = texts.map(lambda t, v=vocab: has_any(t, v)).to_numpy()
     lengths = texts.map(lambda t: len(t.split()))
     buckets = lengths.map(lambda n: length_bucket(n, cfg["length_bounds"]))

@@ -48,3 +48,11 @@ def test_slice_table_counts_and_deltas():
     assert rows["all"]["accuracy"] == 0.75
     assert rows["negation"]["accuracy"] == 0.0 and rows["negation"]["accuracy_delta"] == -0.75
     assert np.isclose(rows["contrast"]["accuracy_delta"], 0.25)
+
+
+def test_yaml_booleans_in_word_lists_become_words():
+    from stages.slices import word_list
+
+    assert word_list("x", ["not", False, "Never"]) == {"not", "no", "never"}
+    with pytest.raises(Exception, match="invalid param x: 3 is not a word"):
+        word_list("x", ["not", 3])
