@@ -26,7 +26,8 @@ from stages.models import SCRATCH
 ENCODERS = ("pretrained", SCRATCH)
 
 
-def cell_name(encoder: str, pooling: str, dropout: float, seed: int) -> str:
+def cell_name(encoder: str, pooling: str, dropout: Any, seed: Any) -> str:
+    """A cell's directory name, spelled as dvc.yaml interpolates the params values (`0.1`, `3`)."""
     return f"{encoder}-{pooling}-{dropout}-{seed}"
 
 
@@ -43,9 +44,10 @@ def cell_params(params: dict[str, Any], encoder: str, pooling: str, dropout: flo
     return cell
 
 
-def run_cell(key: str, encoder: str, pooling: str, dropout: float, seed: int) -> None:
+def run_cell(key: str, encoder: str, pooling: str, dropout_text: str, seed_text: str) -> None:
     params = load_params()
-    name = cell_name(encoder, pooling, dropout, seed)
+    name = cell_name(encoder, pooling, dropout_text, seed_text)
+    dropout, seed = float(dropout_text), int(seed_text)
     out_dir = Path("data") / key / "ablations" / name
     with atomic_dir(out_dir) as out:
         metrics = finetune(
@@ -62,13 +64,28 @@ def run_cell(key: str, encoder: str, pooling: str, dropout: float, seed: int) ->
     print(f"[ablation:{key}] {name}: dev acc {metrics['dev']['accuracy']:.4f}, test acc {metrics['test']['accuracy']:.4f}")
 
 
+def grid_cells(params: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """The cells dvc.yaml's ablation matrices declare: the pretrained grid and the scratch row."""
+    light = params["ablations"]
+    cells = [
+        ("pretrained", pooling, dropout, seed)
+        for pooling in light["pooling"]
+        for dropout in light["dropout"]
+        for seed in light["seeds"]
+    ]
+    cells += [(SCRATCH, params["model"]["pooling"], params["model"]["dropout"], seed) for seed in light["seeds"]]
+    return cells
+
+
 def summarise(key: str) -> None:
     params = load_params()
     light = params["ablations"]
     root = Path("data") / key / "ablations"
     rows = []
-    for path in sorted(root.glob("*/metrics.json")):
-        encoder, pooling, dropout, seed = path.parent.name.split("-")
+    for encoder, pooling, dropout, seed in grid_cells(params):
+        path = root / cell_name(encoder, pooling, dropout, seed) / "metrics.json"
+        if not path.exists():
+            raise StageError(f"ablation cell missing: {path} (run `dvc repro ablation_cell ablation_scratch`)")
         m = json.loads(path.read_text())
         rows.append(
             {
@@ -79,17 +96,14 @@ def summarise(key: str) -> None:
                 **{f"{split}_{metric}": m[split][metric] for split in ("dev", "test") for metric in ("accuracy", "f1_macro")},
             }
         )
-    if not rows:
-        raise StageError(f"no ablation cells under {root} (run `dvc repro ablation`)")
     cells = pd.DataFrame(rows)
     figures = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro"]
     grouped = cells.groupby(["encoder", "pooling", "dropout"], sort=True)[figures]
     summary = grouped.mean().join(grouped.std(ddof=1).fillna(0.0), rsuffix="_std").join(grouped.size().rename("seeds"))
     final = ("pretrained", params["model"]["pooling"], float(params["model"]["dropout"]))
-    if final not in summary.index:
-        raise StageError(f"the ablation grid has no cell with the final config {final}: add it to `ablations`")
-    for figure in figures:
-        summary[f"{figure}_delta_vs_final"] = summary[figure] - summary.loc[final, figure]
+    for figure in figures:  # NaN (null in the JSON) when an experiment's final config is outside the grid
+        reference = summary.loc[final, figure] if final in summary.index else float("nan")
+        summary[f"{figure}_delta_vs_final"] = summary[figure] - reference
     summary = summary.reset_index()
     summary["config"] = summary["encoder"] + " " + summary["pooling"] + " dropout " + summary["dropout"].astype(str)
     report = {
@@ -139,7 +153,7 @@ def chart(path: Path, summary: pd.DataFrame, key: str) -> None:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["cell"] and len(argv) == 6:
-        run_cell(argv[1], argv[2], argv[3], float(argv[4]), int(argv[5]))
+        run_cell(*argv[1:])
     elif argv[:1] == ["summary"] and len(argv) == 2:
         summarise(argv[1])
     else:

@@ -103,6 +103,18 @@ def erasure_variants(ids: list[int], scores: np.ndarray, fraction: float) -> tup
     return without, only
 
 
+def batched_probability(
+    model: SentimentClassifier, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int
+) -> np.ndarray:
+    """class_probability over batches of similar length (little padding), in the input order."""
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    result = np.zeros(len(sequences))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        result[rows] = class_probability(model, [sequences[i] for i in rows], [targets[i] for i in rows], pad_id)
+    return result
+
+
 def faithfulness(
     model: SentimentClassifier,
     examples: list[list[int]],
@@ -115,29 +127,12 @@ def faithfulness(
     """ERASER comprehensiveness (drop in p(target) when the top-k% tokens are removed; higher is
     more faithful) and sufficiency (drop when only they are kept; lower is better), averaged
     over the fractions and examples (DeYoung et al. 2020)."""
-    full = np.concatenate(
-        [
-            class_probability(model, examples[i : i + batch_size], targets[i : i + batch_size], pad_id)
-            for i in range(0, len(examples), batch_size)
-        ]
-    )
+    full = batched_probability(model, examples, targets, pad_id, batch_size)
     comp, suff = [], []
     for fraction in fractions:
         variants = [erasure_variants(ids, s, fraction) for ids, s in zip(examples, scores, strict=True)]
-        without = [v[0] for v in variants]
-        only = [v[1] for v in variants]
-        p_without = np.concatenate(
-            [
-                class_probability(model, without[i : i + batch_size], targets[i : i + batch_size], pad_id)
-                for i in range(0, len(without), batch_size)
-            ]
-        )
-        p_only = np.concatenate(
-            [
-                class_probability(model, only[i : i + batch_size], targets[i : i + batch_size], pad_id)
-                for i in range(0, len(only), batch_size)
-            ]
-        )
+        p_without = batched_probability(model, [v[0] for v in variants], targets, pad_id, batch_size)
+        p_only = batched_probability(model, [v[1] for v in variants], targets, pad_id, batch_size)
         comp.append(np.mean(full - p_without))
         suff.append(np.mean(full - p_only))
     return {"comprehensiveness": float(np.mean(comp)), "sufficiency": float(np.mean(suff))}

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+from ruamel.yaml import YAML
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -24,11 +24,15 @@ class StageError(Exception):
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """Read params.yaml (DVC runs every stage from the repository root)."""
+    """Read params.yaml (DVC runs every stage from the repository root).
+
+    Read as YAML 1.2, as DVC reads and rewrites it (`dvc exp run -S`): a bare `no` is the word,
+    not the YAML 1.1 boolean PyYAML would make of it.
+    """
     if not path.exists():
         raise StageError(f"params file not found: {path}")
     with path.open() as f:
-        return yaml.safe_load(f)
+        return YAML(typ="safe", pure=True).load(f)
 
 
 def dataset_params(params: dict[str, Any], key: str) -> dict[str, Any]:

@@ -43,15 +43,9 @@ def length_bucket(n_tokens: int, bounds: list[int]) -> str:
 
 
 def word_list(name: str, values: list) -> set[str]:
-    """A params word list as lowercase strings.
-
-    PyYAML reads YAML 1.1, where a bare `no`/`yes` is a boolean, while `dvc exp run -S`
-    rewrites params.yaml as YAML 1.2, where they are words; map such booleans back to words.
-    """
+    """A params word list as lowercase strings (params are read as YAML 1.2: `no` is a word)."""
     words = set()
     for value in values:
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
         if not isinstance(value, str):
             raise StageError(f"invalid param {name}: {value!r} is not a word")
         words.add(value.lower())

@@ -31,12 +31,15 @@ def in_tmp(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from transformers import BertTokenizerFast
+    from transformers import AutoTokenizer
 
-    vocab = MIRROR / "models" / MINILM / "vocab.txt"
-    if not vocab.exists():
+    path = MIRROR / "models" / MINILM
+    if not (path / "tokenizer.json").exists():
         pytest.skip("needs the offline Hub mirror (HUB_MIRROR)")
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # the mirror's tokenizer files (transformers 5's BertTokenizerFast(vocab_file=...) keeps only the specials)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer.vocab_size > 1000, "the mirror's vocabulary did not load"
+    return tokenizer
 
 
 def toy_sentiment(n: int = 120, seed: int = 0) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,8 +18,17 @@ from conftest import MIRROR, REPO, needs_mirror
 
 pytestmark = needs_mirror
 PER_DATASET = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention")
-ALL_STAGES = {f"{s}@{k}" for s in PER_DATASET for k in ("sst2", "tweets")}
+# the tiny profile's ablation grid: pooling {cls, mean} x dropout {0.1} x seed {1}, plus the scratch row
+ABLATIONS = {
+    "ablation_cell@sst2-pretrained-cls-0.1-1",
+    "ablation_cell@sst2-pretrained-mean-0.1-1",
+    "ablation_scratch@sst2-1",
+    "ablation_summary@sst2",
+}
+ALL_STAGES = {f"{s}@{k}" for s in PER_DATASET for k in ("sst2", "tweets")} | ABLATIONS
 DOWNSTREAM_OF_FINETUNE = {f"{s}@{k}" for s in ("finetune", "evaluate", "slices", "attention") for k in ("sst2", "tweets")}
+# model.pooling also names the scratch row's pooling and the summary's final config
+POOLING_CHANGE = DOWNSTREAM_OF_FINETUNE | {"ablation_scratch@sst2-1", "ablation_summary@sst2"}
 
 
 def sh(repo: Path, *cmd: str) -> str:
@@ -90,6 +100,9 @@ def test_repro_runs_every_stage_then_nothing(repo):
     for key in ("sst2", "tweets"):
         for name in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution"):
             assert (repo / "metrics" / key / f"{name}.json").exists()
+    ablations = json.loads((repo / "metrics" / "sst2" / "ablations.json").read_text())
+    assert set(ablations["configs"]) == {"pretrained cls dropout 0.1", "pretrained mean dropout 0.1", "scratch cls dropout 0.1"}
+    assert ablations["configs"]["pretrained cls dropout 0.1"]["test_accuracy_delta_vs_final"] == 0
     second = sh(repo, "dvc", "repro")
     assert ran(second) == set()
     assert "up to date" in sh(repo, "dvc", "status")
@@ -113,7 +126,7 @@ def test_an_evaluate_param_reruns_evaluate_only(repo):
 def test_exp_run_pooling_mean_reruns_finetune_and_downstream(repo):
     before = (repo / "metrics" / "sst2" / "finetune.json").read_text()
     out = sh(repo, "dvc", "exp", "run", "-S", "model.pooling=mean")
-    assert ran(out) == DOWNSTREAM_OF_FINETUNE
+    assert ran(out) == POOLING_CHANGE
     assert (repo / "metrics" / "sst2" / "finetune.json").read_text() != before
     diff = sh(repo, "dvc", "metrics", "diff", "--json")
     assert "metrics/sst2/finetune.json" in diff and "metrics/sst2/split.json" not in diff

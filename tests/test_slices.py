@@ -50,9 +50,13 @@ def test_slice_table_counts_and_deltas():
     assert np.isclose(rows["contrast"]["accuracy_delta"], 0.25)
 
 
-def test_yaml_booleans_in_word_lists_become_words():
+def test_a_bare_no_in_params_is_a_word(tmp_path):
+    from stages.common import load_params
     from stages.slices import word_list
 
-    assert word_list("x", ["not", False, "Never"]) == {"not", "no", "never"}
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("slices:\n  word_slices:\n    negation: [not, no, Never]\n")
+    negation = load_params(params_file)["slices"]["word_slices"]["negation"]
+    assert word_list("x", negation) == {"not", "no", "never"}
     with pytest.raises(Exception, match="invalid param x: 3 is not a word"):
         word_list("x", ["not", 3])
