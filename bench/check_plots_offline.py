@@ -51,8 +51,8 @@ def check(html: Path, screenshot: Path) -> tuple[int, int, float]:
             capture_output=True,
             timeout=180,
         )
-    plots = len(re.findall(r"<div id=\"[^\"]+\" class=\"vega-embed", dom)) or dom.count("vegaEmbed(")
-    drawn = len(re.findall(r"<canvas|<svg class=\"marks\"", dom))
+    plots = html.read_text().count("vegaEmbed(")  # one call per declared plot in DVC's page script
+    drawn = len(re.findall(r"<canvas|<svg[^>]*class=\"marks\"", dom))  # what vega drew (canvas or SVG renderer)
     from PIL import Image, ImageStat
 
     std = ImageStat.Stat(Image.open(screenshot).convert("L")).stddev[0] if screenshot.exists() else 0.0

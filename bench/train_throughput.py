@@ -3,9 +3,11 @@
 Both train the same model (params.yaml `model`) on the same SST-2 training rows on this machine:
   reference: every example padded to 128 tokens, random batches, fp32
   ours:      dynamic padding (DataCollatorWithPadding), length-grouped batches, `train.precision`
-Prints examples/s for each and the ratio. Timings are printed, never asserted.
+  ours + torch.compile: the same with `train.torch_compile: true`
+Prints examples/s for each (the first `--warmup` steps, which include compilation, are not
+timed) and the ratios. Timings are printed, never asserted.
 
-    python bench/train_throughput.py [--steps 40] [--dataset sst2]
+    python bench/train_throughput.py [--steps 40] [--warmup 5] [--dataset sst2] [--no-compile]
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from transformers import DataCollatorWithPadding, Trainer, set_seed
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
 
 from stages.common import load_params
 from stages.data import label_names, read_clean
@@ -23,10 +25,25 @@ from stages.finetune import precision_flags, tokenize, training_arguments
 from stages.models import build_model, load_tokenizer
 
 
-def examples_per_second(params: dict, frame, *, reference: bool, steps: int) -> float:
+class StepClock(TrainerCallback):
+    """Wall-clock time at the end of the warm-up steps and at the end of training."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end = warmup, None, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.end = time.perf_counter()
+
+
+def examples_per_second(params: dict, frame, *, reference: bool, steps: int, warmup: int, compile: bool = False) -> float:
     model_cfg, train_cfg = params["model"], dict(params["train"])
+    train_cfg["torch_compile"] = compile
     tokenizer = load_tokenizer(model_cfg)
-    names = label_names(params["datasets"]["sst2"])
+    names = label_names(params["datasets"][params["bench_dataset"]])
     if reference:
         data = tokenize(frame, tokenizer, 128).map(
             lambda b: tokenizer.pad({"input_ids": b["input_ids"]}, padding="max_length", max_length=128), batched=True
@@ -42,36 +59,41 @@ def examples_per_second(params: dict, frame, *, reference: bool, steps: int) -> 
         args.load_best_model_at_end, args.disable_tqdm = False, True
         if reference:
             args.train_sampling_strategy = "random"
+        clock = StepClock(warmup)
         trainer = Trainer(
             model=model,
             args=args,
             train_dataset=data,
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
+            callbacks=[clock],
         )
-        start = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - start
-    return steps * train_cfg["batch_size"] * train_cfg["grad_accum"] / seconds
+    return (steps - warmup) * train_cfg["batch_size"] * train_cfg["grad_accum"] / (clock.end - clock.start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5, help="steps not timed (compilation, allocator warm-up)")
     parser.add_argument("--dataset", default="sst2")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     args = parser.parse_args()
-    params = load_params()
+    params = {**load_params(), "bench_dataset": args.dataset}
     frame = read_clean(args.dataset, "train").sample(4000, random_state=0)
     flags = precision_flags(params["train"]["precision"])
     ours_label = "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
-    ref = examples_per_second(params, frame, reference=True, steps=args.steps)
-    ours = examples_per_second(params, frame, reference=False, steps=args.steps)
+    ref = examples_per_second(params, frame, reference=True, steps=args.steps, warmup=args.warmup)
+    ours = examples_per_second(params, frame, reference=False, steps=args.steps, warmup=args.warmup)
     print(
         f"model {params['model']['name']}, {args.steps} steps x batch {params['train']['batch_size']}, {args.dataset} train rows"
     )
     print(f"reference (pad to 128, random batches, fp32): {ref:8.1f} examples/s")
     print(f"ours (dynamic padding, length groups, {ours_label}):  {ours:8.1f} examples/s")
     print(f"speed-up: {ours / ref:.1f}x")
+    if not args.no_compile:
+        compiled = examples_per_second(params, frame, reference=False, steps=args.steps, warmup=args.warmup, compile=True)
+        print(f"ours + torch.compile:                           {compiled:8.1f} examples/s ({compiled / ours:.2f}x ours)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _delta(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.4f}"
+
+
 def _p_value(p: float) -> str:
     return "< 1e-6" if p < 1e-6 else f"= {p:.3g}"
 
@@ -64,7 +68,7 @@ def dataset_section(key: str, root: Path) -> list[str]:
             f"McNemar exact test on test, {name.replace('_vs_', ' vs ')}: {test['a_right_b_wrong']} vs "
             f"{test['a_wrong_b_right']} discordant rows, p {_p_value(test['p_value'])}."
         )
-    lines += slices_section(key, metrics) + attribution_section(metrics) + ablation_section(metrics)
+    lines += slices_section(key, metrics) + attribution_section(metrics) + ablation_section(metrics) + export_section(metrics)
     if ref:
         lines += [
             "",
@@ -151,13 +155,32 @@ def ablation_section(metrics: Path) -> list[str]:
     for name, r in report["configs"].items():
         lines.append(
             f"| {name} | {r['seeds']} | {r['dev_accuracy']:.4f} ± {r['dev_accuracy_std']:.4f} | "
-            f"{r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | {r['test_accuracy_delta_vs_final']:+.4f} |"
+            f"{r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | {_delta(r['test_accuracy_delta_vs_final'])} |"
         )
     lines += [
         "",
         f"Best on dev: {report['best_on_dev']}. Reference run (one seed each, full training): pooling cls 0.9014, "
         "mean 0.8968; dropout 0.1 0.9014, 0.0 0.9025.",
     ]
+    return lines
+
+
+def export_section(metrics: Path) -> list[str]:
+    report = _load(metrics / "export.json")
+    if not report:
+        return []
+    lines = [
+        "",
+        f"Exported forms of the fine-tuned model on test (n={report['n_test']}; speed: `python bench/inference.py`):",
+        "",
+        "| form | accuracy | delta vs fp32 | F1-macro | delta vs fp32 | labels as fp32 | size MB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for form, r in report["forms"].items():
+        lines.append(
+            f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_fp32']:+.4f} | {r['f1_macro']:.4f} | "
+            f"{r['f1_macro_delta_vs_fp32']:+.4f} | {r['agreement_with_fp32']:.4f} | {r['size_mb']:.1f} |"
+        )
     return lines
 
 

@@ -73,7 +73,10 @@ def make_splits(sources: dict[str, pd.DataFrame], ds: dict[str, Any], cfg: dict[
         train, dev = stratified_split(frames[ds.get("train_split", "train")], dev_fraction, seed)
         test = frames[test_name]
     else:
-        pool = pd.concat([f for f in frames.values() if len(f)], ignore_index=True)
+        labelled = [f for f in frames.values() if len(f)]
+        if not labelled:
+            raise StageError(f"{ds['source']}: no labelled rows (splits {sorted(frames)} are empty)")
+        pool = pd.concat(labelled, ignore_index=True)
         dev_frac, test_frac = cfg["pooled_dev_fraction"], cfg["pooled_test_fraction"]
         require_range("split.pooled_test_fraction", test_frac, 0, 0.5, low_open=True)
         require_range("split.pooled_dev_fraction", dev_frac, 0, 0.5, low_open=True)

@@ -21,14 +21,19 @@ def saved_model(in_tmp, tokenizer):
     return in_tmp
 
 
-def run(capsys, *argv, stdin: bytes | None = None, monkeypatch=None):
-    if stdin is not None:
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+def cli(capsys, command: str, *argv):
+    """(exit code, stdout, stderr) of `sentiment <command> --dataset toy …`."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict", "--dataset", "toy", *argv])
+        main([command, "--dataset", "toy", *argv])
         raise SystemExit(0)
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
+
+
+def run(capsys, *argv, stdin: bytes | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    return cli(capsys, "predict", *argv)
 
 
 def test_csv_in_jsonl_out(saved_model, capsys):
@@ -72,4 +77,32 @@ def test_undecodable_bytes_name_the_line(saved_model, capsys):
 
 def test_missing_model_names_the_dvc_target(in_tmp, capsys, monkeypatch):
     code, _, err = run(capsys, "--input", "-", stdin=b"x\n", monkeypatch=monkeypatch)
+    assert code == 1 and "dvc repro finetune@toy" in err
+
+
+def explain(capsys, *argv):
+    return cli(capsys, "explain", *argv)
+
+
+def test_explain_prints_prediction_top_tokens_and_writes_a_heatmap(saved_model, capsys):
+    code, out, _ = explain(capsys, "not a good film at all", "--top", "3", "--ig-steps", "4", "--output", "map.png")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split(": ")[1] in ("negative", "positive")
+    probs = [float(part.split()[1]) for part in lines[1].removeprefix("probabilities: ").split(", ")]
+    assert abs(sum(probs) - 1) < 1e-3
+    for method in ("attention", "rollout", "integrated_gradients"):
+        listed = next(line for line in lines if line.startswith(f"{method}: "))
+        assert len(listed.split(", ")) == 3
+    assert (saved_model / "map.png").stat().st_size > 0
+
+
+def test_explain_reads_a_file(saved_model, capsys):
+    (saved_model / "in.txt").write_text("a lovely film\n")
+    code, out, _ = explain(capsys, "--file", "in.txt", "--ig-steps", "4", "--output", "f.png")
+    assert code == 0 and out.startswith("prediction: ")
+
+
+def test_explain_without_a_trained_model_names_the_dvc_target(in_tmp, capsys):
+    code, _, err = explain(capsys, "a fine film")
     assert code == 1 and "dvc repro finetune@toy" in err

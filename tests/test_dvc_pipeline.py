@@ -17,7 +17,7 @@ import yaml
 from conftest import MIRROR, REPO, needs_mirror
 
 pytestmark = needs_mirror
-PER_DATASET = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention")
+PER_DATASET = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "card")
 # the tiny profile's ablation grid: pooling {cls, mean} x dropout {0.1} x seed {1}, plus the scratch row
 ABLATIONS = {
     "ablation_cell@sst2-pretrained-cls-0.1-1",
@@ -26,7 +26,9 @@ ABLATIONS = {
     "ablation_summary@sst2",
 }
 ALL_STAGES = {f"{s}@{k}" for s in PER_DATASET for k in ("sst2", "tweets")} | ABLATIONS
-DOWNSTREAM_OF_FINETUNE = {f"{s}@{k}" for s in ("finetune", "evaluate", "slices", "attention") for k in ("sst2", "tweets")}
+DOWNSTREAM_OF_FINETUNE = {
+    f"{s}@{k}" for s in ("finetune", "evaluate", "slices", "attention", "export", "card") for k in ("sst2", "tweets")
+}
 # model.pooling also names the scratch row's pooling and the summary's final config
 POOLING_CHANGE = DOWNSTREAM_OF_FINETUNE | {"ablation_scratch@sst2-1", "ablation_summary@sst2"}
 
@@ -98,8 +100,10 @@ def set_param(repo: Path, section: str, key: str, value) -> None:
 def test_repro_runs_every_stage_then_nothing(repo):
     assert ran(sh(repo, "dvc", "repro")) == ALL_STAGES
     for key in ("sst2", "tweets"):
-        for name in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution"):
+        for name in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export"):
             assert (repo / "metrics" / key / f"{name}.json").exists()
+        card = (repo / "reports" / key / "MODEL_CARD.md").read_text()
+        assert "## Exported forms (test)" in card and ("## Ablations" in card) == (key == "sst2")
     ablations = json.loads((repo / "metrics" / "sst2" / "ablations.json").read_text())
     assert set(ablations["configs"]) == {"pretrained cls dropout 0.1", "pretrained mean dropout 0.1", "scratch cls dropout 0.1"}
     assert ablations["configs"]["pretrained cls dropout 0.1"]["test_accuracy_delta_vs_final"] == 0
@@ -110,6 +114,28 @@ def test_repro_runs_every_stage_then_nothing(repo):
     sh(repo, "git", "commit", "-qm", "tiny run")
 
 
+def test_push_then_pull_in_a_fresh_clone_reruns_nothing(repo, tmp_path):
+    """A GPU user pushes once; a colleague clones, pulls and reruns nothing."""
+    remote = tmp_path / "remote"
+    sh(repo, "dvc", "remote", "add", "--local", "-d", "shared", str(remote))
+    sh(repo, "dvc", "push", "--run-cache")
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    sh(clone, "dvc", "remote", "add", "--local", "-d", "shared", str(remote))
+    sh(clone, "dvc", "pull", "--run-cache")
+    assert (clone / "data" / "sst2" / "finetune" / "model" / "head.json").exists()
+    assert ran(sh(clone, "dvc", "repro")) == set()
+    assert sh(clone, "dvc", "metrics", "diff", "--json").strip() in ("", "{}")
+
+
+def test_forced_reruns_give_byte_identical_committed_files(repo):
+    """Same inputs, same bytes: metrics, plot CSVs, figures, model cards and dvc.lock do not change."""
+    for stage in ("split@tweets", "baseline@sst2", "finetune@sst2", "evaluate@sst2", "slices@sst2", "card@sst2"):
+        sh(repo, "dvc", "repro", "--force", "--single-item", stage)
+    assert sh(repo, "git", "status", "--porcelain").strip() == ""
+    assert "up to date" in sh(repo, "dvc", "status")
+
+
 def test_a_clean_param_reruns_clean_and_downstream_only(repo):
     set_param(repo, "clean", "lemmatize", False)  # changes text_norm, so the clean outputs change
     assert ran(sh(repo, "dvc", "repro")) == ALL_STAGES - {"split@sst2", "split@tweets"}
@@ -117,8 +143,8 @@ def test_a_clean_param_reruns_clean_and_downstream_only(repo):
 
 def test_an_evaluate_param_reruns_evaluate_only(repo):
     set_param(repo, "evaluate", "ece_bins", 10)
-    # evaluate, and slices, which reads evaluate.json
-    assert ran(sh(repo, "dvc", "repro")) == {"evaluate@sst2", "evaluate@tweets", "slices@sst2", "slices@tweets"}
+    # evaluate, and what reads its outputs: slices (evaluate.json) and the model cards (all metrics)
+    assert ran(sh(repo, "dvc", "repro")) == {f"{s}@{k}" for s in ("evaluate", "slices", "card") for k in ("sst2", "tweets")}
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "params changed")
 
@@ -135,9 +161,8 @@ def test_exp_run_pooling_mean_reruns_finetune_and_downstream(repo):
 
 
 def test_plots_render_offline_in_headless_chromium(repo):
-    if not shutil.which("chromium") or not os.environ.get("CHECK_PLOTS_OFFLINE"):
-        # its chart detection in the dumped DOM still reports 0 charts on a page that drew: open issue 5
-        pytest.skip("set CHECK_PLOTS_OFFLINE=1 with Debian's chromium installed")
+    if not shutil.which("chromium"):
+        pytest.skip("needs Debian's chromium")
     sh(repo, sys.executable, "-m", "stages.plots_template")
     sh(repo, "dvc", "config", "plots.html_template", "offline_plots.html")
     shutil.copy(REPO / "bench" / "check_plots_offline.py", repo / "check_plots_offline.py")

@@ -1,0 +1,153 @@
+"""Every bad input named across the issues, fed to the real stage commands: a one-line error
+naming the thing, a non-zero exit, and no stage output left behind (half-written or not)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from conftest import REPO, tiny_params, toy_sentiment, write_clean
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def run_stage(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, input=stdin, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    stderr = result.stderr.decode()
+    assert result.returncode != 0, stderr
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def no_outputs(root: Path, *paths: str) -> bool:
+    """None of the stage's outs exist, nor any temporary sibling of them."""
+    for path in paths:
+        target = root / path
+        if target.exists():
+            return False
+        if target.parent.exists() and any(p.name != target.name and target.name in p.name for p in target.parent.iterdir()):
+            return False
+    return True
+
+
+def csv_dataset(root: Path, frame: pd.DataFrame, **overrides) -> None:
+    """params.yaml whose `sst2` dataset is a local CSV (pooled 70/15/15 split)."""
+    frame.to_csv(root / "source.csv", index=False)
+    params = yaml.safe_load(yaml.safe_dump(PARAMS))
+    params["datasets"]["sst2"].update(source="source.csv", split="pooled", **overrides)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def sentences(n: int = 60) -> pd.DataFrame:
+    text = [f"sentence number {i} is fine" for i in range(n)]
+    return pd.DataFrame({"idx": range(n), "sentence": text, "label": [i % 2 for i in range(n)]})
+
+
+def test_missing_input_file(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    result = run_stage(tmp_path, "stages.clean", "sst2")
+    assert_one_line_error(result, "missing input file", "data/sst2/split")
+    assert no_outputs(tmp_path, "data/sst2/clean", "metrics/sst2/clean.json")
+
+
+def test_missing_params_file(tmp_path):
+    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2"), "params file not found")
+
+
+def test_missing_column(tmp_path):
+    csv_dataset(tmp_path, sentences().rename(columns={"sentence": "text"}))
+    result = run_stage(tmp_path, "stages.split", "sst2")
+    assert_one_line_error(result, "missing column 'sentence'")
+    assert no_outputs(tmp_path, "data/sst2/split", "metrics/sst2/split.json")
+
+
+def test_unknown_label(tmp_path):
+    frame = sentences()
+    frame.loc[3, "label"] = 7
+    csv_dataset(tmp_path, frame)
+    result = run_stage(tmp_path, "stages.split", "sst2")
+    assert_one_line_error(result, "unknown label ids [7]")
+    assert no_outputs(tmp_path, "data/sst2/split")
+
+
+def test_nan_text(tmp_path):
+    frame = sentences()
+    frame.loc[5, "sentence"] = None
+    csv_dataset(tmp_path, frame)
+    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2"), "'sentence' has 1 NaN texts")
+    assert no_outputs(tmp_path, "data/sst2/split")
+
+
+def test_empty_split(tmp_path):
+    csv_dataset(tmp_path, sentences(0))
+    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2"), "empty")
+    assert no_outputs(tmp_path, "data/sst2/split")
+
+
+def test_invalid_param_value(tmp_path):
+    csv_dataset(tmp_path, sentences())
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["split"]["pooled_test_fraction"] = 1.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2"), "invalid param", "1.5")
+    assert no_outputs(tmp_path, "data/sst2/split")
+
+
+def finetune_setup(root: Path, **model) -> None:
+    write_clean(root, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
+    params = tiny_params()
+    params["model"].update(model)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_unknown_pooling(tmp_path):
+    finetune_setup(tmp_path, pooling="max")
+    result = run_stage(tmp_path, "stages.finetune", "toy")
+    assert_one_line_error(result, "invalid param model.pooling='max'")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
+
+
+def test_unknown_model_id_while_offline(tmp_path):
+    finetune_setup(tmp_path, name="no-such-org/no-such-model")
+    result = run_stage(tmp_path, "stages.finetune", "toy")
+    assert_one_line_error(result, "no-such-org/no-such-model")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
+
+
+def test_non_utf8_input_to_predict(tmp_path):
+    (tmp_path / "texts.txt").write_bytes(b"a fine film\nbad \xff\xfe bytes\n")
+    # input is read (and refused) before any model is loaded
+    result = run_stage(tmp_path, "stages.cli", "predict", "--input", "texts.txt")
+    assert_one_line_error(result, "texts.txt: line 2 is not valid UTF-8")
+
+
+def test_interrupted_finetune_leaves_no_output(tmp_path):
+    finetune_setup(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train"].update(epochs=500)  # long enough to be interrupted
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.finetune", "toy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not any((tmp_path / "checkpoints").glob("*/checkpoint-*")):
+        time.sleep(0.5)  # wait until training has written a checkpoint
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    proc.wait()
+    assert any((tmp_path / "checkpoints").glob("*/checkpoint-*")), "training never reached a checkpoint"
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "plots/toy/train_loss.csv")

@@ -1,0 +1,54 @@
+"""The hyper-parameter search: seeded Optuna grid and random trials on tiny data, dev-only selection."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import tiny_params, toy_sentiment, write_clean
+from stages.search import main, trial_params
+
+SEARCH = {
+    "sampler": "grid",
+    "trials": 10,
+    "seed": 0,
+    "grid": {"learning_rate": [0.001, 0.003], "dropout": [0.0]},
+    "random": {"learning_rate": [0.0005, 0.005], "dropout": [0.0, 0.2]},
+    "epochs": 2,
+    "train_fraction": 0.5,
+    "max_length": 24,
+}
+
+
+@pytest.fixture
+def toy_repo(in_tmp, tokenizer):
+    write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump({**tiny_params(), "search": SEARCH}))
+    return in_tmp
+
+
+def test_trial_params_apply_the_light_budget():
+    params = {**tiny_params(), "search": SEARCH}
+    trial = trial_params(params, 0.002, 0.2)
+    assert trial["train"]["learning_rate"] == 0.002 and trial["train"]["epochs"] == 2 and trial["train"]["max_length"] == 24
+    assert trial["model"]["dropout"] == 0.2 and params["train"]["epochs"] == 8
+
+
+def test_grid_search_runs_every_grid_point_and_prints_the_command(toy_repo, capsys):
+    main(["toy"])  # 10 trials asked, the grid has 2
+    table = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_grid.csv")
+    assert sorted(table["learning_rate"]) == [0.001, 0.003]
+    assert {"dev_f1_macro", "dev_loss", "seconds"} <= set(table.columns)
+    assert not any(c.startswith("test") for c in table.columns)
+    out = capsys.readouterr().out
+    best = table.sort_values("dev_f1_macro", ascending=False).iloc[0]
+    assert f"dvc exp run -S train.learning_rate={best['learning_rate']:.3g}" in out
+
+
+def test_random_search_is_seeded(toy_repo):
+    main(["toy", "--sampler", "random", "--trials", "2"])
+    first = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
+    main(["toy", "--sampler", "random", "--trials", "2"])
+    second = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
+    assert first["learning_rate"].tolist() == second["learning_rate"].tolist()
+    assert first["dev_f1_macro"].tolist() == second["dev_f1_macro"].tolist()
+    assert all(0.0005 <= lr <= 0.005 for lr in first["learning_rate"])
