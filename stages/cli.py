@@ -76,7 +76,6 @@ def clean_config() -> CleanConfig:
 
 def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, int]]:
     """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows."""
-    import torch
 
     from stages.metrics import scale
     from stages.models import load_classifier, predict_logits
@@ -92,7 +91,6 @@ def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.Da
     cleaned = [c for _, c in kept]
     lengths = [len(ids) for ids in tokenizer(cleaned, truncation=False)["input_ids"]]
     counts["truncated"] = int(sum(n > meta["max_length"] for n in lengths))
-    torch.set_grad_enabled(False)
     logits = predict_logits(model, tokenizer, cleaned, meta["max_length"], batch_size, progress=len(cleaned) > 1000)
     probs = scale(logits, temperature(dataset))
     names = meta["labels"]

@@ -1,0 +1,82 @@
+"""The tiny DVC profile shared by the end-to-end modules: a temporary copy of the repository
+whose datasets are 300-row CSVs sampled from the mirror and whose model is a hidden-32 scratch
+encoder, so every stage runs in seconds."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from conftest import MIRROR, REPO
+
+SOURCES = {
+    "sst2": MIRROR / "datasets/stanfordnlp/sst2/train.parquet",
+    "tweets": MIRROR / "datasets/mteb/tweet_sentiment_extraction/train.parquet",
+}
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def tiny_profile(params: dict, datasets: tuple[str, ...]) -> dict:
+    """Small data, a hidden-32 scratch encoder, one epoch, a 2-point grid: the same stages, in seconds."""
+    params["datasets"] = {key: params["datasets"][key] for key in datasets}
+    for key in datasets:
+        params["datasets"][key].update(source=f"tiny/{key}.csv", split="pooled")
+    params["baseline"].update(grid={"C": [1, 4], "l1_ratio": [0.0]}, cv_folds=2, n_jobs=1)
+    params["model"].update(
+        name="scratch", pooling="cls", scratch={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+    )
+    params["train"].update(epochs=1, max_length=32, batch_size=16, logging_steps=5, precision="fp32")
+    params["attention"].update(examples_per_category=1, ig_steps=4, faithfulness_examples=10)
+    params["ablations"].update(
+        datasets=[datasets[0]], pooling=["cls", "mean"], dropout=[0.1], seeds=[1], train_fraction=1.0, max_length=32
+    )
+    return params
+
+
+def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
+    """A git + DVC repository with the project's code and the tiny profile, committed."""
+    root.mkdir()
+    for name in ("dvc.yaml", "pyproject.toml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "tiny").mkdir()
+    for key in datasets:
+        pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(root / "tiny" / f"{key}.csv", index=False)
+    params = tiny_profile(yaml.safe_load((REPO / "params.yaml").read_text()), datasets)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(root, "git", "init", "-q")
+    sh(root, "dvc", "init", "-q")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "tiny profile")
+    return root
+
+
+def set_param(repo: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
