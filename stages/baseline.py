@@ -208,6 +208,9 @@ def main(argv: list[str]) -> None:
             vader_frame["pred"] = vader_pred
             vader_frame.to_csv(out / f"vader_{split}.csv", index=False, float_format="%.6g")
             report["vader"][split] = scores(labels, vader_pred)
+        # scikit-learn keeps id(stop_words), a memory address, on the vectorizer only to skip a
+        # re-check; dropped so the same fit pickles to the same bytes (DVC then sees no change)
+        vars(model.named_steps["tfidf"]).pop("_stop_words_id", None)
         joblib.dump(model, out / "tfidf_lr.joblib")
         joblib.dump(vader, out / "vader.joblib")
     write_csv(cv_table(search), f"plots/{key}/baseline_grid.csv")
@@ -221,4 +224,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    # run the imported module's main, so pickled classes (VaderModel) are `stages.baseline.…`,
+    # loadable anywhere, not `__main__.…`
+    from stages import baseline
+
+    run_main(baseline.main)

@@ -142,12 +142,22 @@ def test_interrupted_finetune_leaves_no_output(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stages.finetune", "toy"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "stages.finetune", "toy"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # pytest-xdist workers ignore SIGINT, and a child inherits that: give Ctrl-C back its meaning
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and not any((tmp_path / "checkpoints").glob("*/checkpoint-*")):
         time.sleep(0.5)  # wait until training has written a checkpoint
     proc.send_signal(signal.SIGINT)  # Ctrl-C
-    proc.wait()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the fine-tune ignored Ctrl-C") from None
     assert any((tmp_path / "checkpoints").glob("*/checkpoint-*")), "training never reached a checkpoint"
     assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "plots/toy/train_loss.csv")

@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import joblib
 import pytest
 
 from conftest import REPO, needs_mirror
@@ -37,6 +38,8 @@ def test_repro_runs_every_stage_then_nothing(repo):
     for key in ("sst2", "tweets"):
         for name in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export"):
             assert (repo / "metrics" / key / f"{name}.json").exists()
+        for model in ("tfidf_lr", "vader"):  # the fitted baselines load outside the stage that wrote them
+            assert hasattr(joblib.load(repo / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
         card = (repo / "reports" / key / "MODEL_CARD.md").read_text()
         assert "## Exported forms (test)" in card and ("## Ablations" in card) == (key == "sst2")
     ablations = json.loads((repo / "metrics" / "sst2" / "ablations.json").read_text())
