@@ -45,9 +45,9 @@ def examples_per_second(params: dict, frame, *, reference: bool, steps: int, war
     tokenizer = load_tokenizer(model_cfg)
     names = label_names(params["datasets"][params["bench_dataset"]])
     if reference:
-        data = tokenize(frame, tokenizer, 128).map(
-            lambda b: tokenizer.pad({"input_ids": b["input_ids"]}, padding="max_length", max_length=128), batched=True
-        )
+        data = tokenize(frame, tokenizer, 128)
+        features = [c for c in data.column_names if c != "labels"]
+        data = data.map(lambda b: tokenizer.pad({c: b[c] for c in features}, padding="max_length", max_length=128), batched=True)
         train_cfg["precision"] = "fp32"
     else:
         data = tokenize(frame, tokenizer, train_cfg["max_length"])
