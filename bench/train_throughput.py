@@ -39,11 +39,13 @@ class StepClock(TrainerCallback):
         self.end = time.perf_counter()
 
 
-def examples_per_second(params: dict, frame, *, reference: bool, steps: int, warmup: int, compile: bool = False) -> float:
+def examples_per_second(
+    params: dict, dataset: str, frame, *, reference: bool, steps: int, warmup: int, compile: bool = False
+) -> float:
     model_cfg, train_cfg = params["model"], dict(params["train"])
     train_cfg["torch_compile"] = compile
     tokenizer = load_tokenizer(model_cfg)
-    names = label_names(params["datasets"][params["bench_dataset"]])
+    names = label_names(params["datasets"][dataset])
     if reference:
         data = tokenize(frame, tokenizer, 128)
         features = [c for c in data.column_names if c != "labels"]
@@ -79,12 +81,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     args = parser.parse_args()
-    params = {**load_params(), "bench_dataset": args.dataset}
+    params = load_params()
     frame = read_clean(args.dataset, "train").sample(4000, random_state=0)
     flags = precision_flags(params["train"]["precision"])
     ours_label = "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
-    ref = examples_per_second(params, frame, reference=True, steps=args.steps, warmup=args.warmup)
-    ours = examples_per_second(params, frame, reference=False, steps=args.steps, warmup=args.warmup)
+    ref = examples_per_second(params, args.dataset, frame, reference=True, steps=args.steps, warmup=args.warmup)
+    ours = examples_per_second(params, args.dataset, frame, reference=False, steps=args.steps, warmup=args.warmup)
     print(
         f"model {params['model']['name']}, {args.steps} steps x batch {params['train']['batch_size']}, {args.dataset} train rows"
     )
@@ -92,7 +94,9 @@ def main() -> None:
     print(f"ours (dynamic padding, length groups, {ours_label}):  {ours:8.1f} examples/s")
     print(f"speed-up: {ours / ref:.1f}x")
     if not args.no_compile:
-        compiled = examples_per_second(params, frame, reference=False, steps=args.steps, warmup=args.warmup, compile=True)
+        compiled = examples_per_second(
+            params, args.dataset, frame, reference=False, steps=args.steps, warmup=args.warmup, compile=True
+        )
         print(f"ours + torch.compile:                           {compiled:8.1f} examples/s ({compiled / ours:.2f}x ours)")
 
 

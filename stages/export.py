@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from stages.common import StageError, atomic_dir, dataset_params, load_params, run_main, write_json
+from stages.common import atomic_dir, dataset_params, load_params, require_range, run_main, write_json
 from stages.data import encode_labels, label_names, read_clean
 from stages.metrics import f1_macro
 from stages.models import SentimentClassifier, load_classifier
@@ -171,8 +171,7 @@ def main(argv: list[str]) -> None:
     params = load_params()
     names = label_names(dataset_params(params, key))
     cfg = params["export"]
-    if cfg["batch_size"] < 1:
-        raise StageError(f"invalid param export.batch_size={cfg['batch_size']!r}: expected a positive integer")
+    require_range("export.batch_size", cfg["batch_size"], 1, 10**6)
     torch.manual_seed(params["seed"])
     model, tokenizer, meta = load_classifier(Path("data") / key / "finetune" / "model")
     test = read_clean(key, "test")
