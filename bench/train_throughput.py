@@ -8,7 +8,7 @@ Both train the same model (params.yaml `model`) on the same SST-2 training rows 
 Prints examples/s for each (the first `--warmup` steps, which include compilation, are not
 timed) and the ratios. Timings are printed, never asserted.
 
-    python bench/train_throughput.py [--steps 100] [--warmup 5] [--dataset sst2] [--no-compile]
+    python bench/train_throughput.py [--steps 40] [--warmup 5] [--dataset sst2] [--no-compile]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def examples_per_second(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5, help="steps not timed (compilation, allocator warm-up)")
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
