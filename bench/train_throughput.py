@@ -1,8 +1,9 @@
 """Training throughput: our configured training vs a reference-notebook-style set-up, side by side.
 
 Both train the same model (params.yaml `model`) on the same SST-2 training rows on this machine:
-  reference: every example padded to 128 tokens, random batches, fp32
-  ours:      dynamic padding (DataCollatorWithPadding), length-grouped batches, `train.precision`
+  reference: every example padded to 128 tokens, random batches, fp32, every weight trained
+  ours:      dynamic padding (DataCollatorWithPadding), length-grouped batches, `train.precision`,
+             `train.freeze_embeddings`
   ours + torch.compile: the same with `train.torch_compile: true`
 Prints examples/s for each (the first `--warmup` steps, which include compilation, are not
 timed) and the ratios. Timings are printed, never asserted.
@@ -21,8 +22,8 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_
 
 from stages.common import load_params
 from stages.data import label_names, read_clean
-from stages.finetune import precision_flags, tokenize, training_arguments
-from stages.models import build_model, load_tokenizer
+from stages.finetune import build_trainable, precision_flags, tokenize, training_arguments
+from stages.models import load_tokenizer
 
 
 class StepClock(TrainerCallback):
@@ -51,10 +52,11 @@ def examples_per_second(
         features = [c for c in data.column_names if c != "labels"]
         data = data.map(lambda b: tokenizer.pad({c: b[c] for c in features}, padding="max_length", max_length=128), batched=True)
         train_cfg["precision"] = "fp32"
+        train_cfg["freeze_embeddings"] = False
     else:
         data = tokenize(frame, tokenizer, train_cfg["max_length"])
     set_seed(0)
-    model = build_model(model_cfg, tokenizer, len(names), train_cfg["max_length"])
+    model = build_trainable(model_cfg, train_cfg, tokenizer, len(names))
     with tempfile.TemporaryDirectory() as tmp:
         args = training_arguments(train_cfg, 0, Path(tmp))
         args.max_steps, args.eval_strategy, args.save_strategy = steps, "no", "no"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from stages.models import SentimentClassifier
+from stages.models import SentimentClassifier, length_sorted_batches
 
 Scorer = Callable[[SentimentClassifier, torch.Tensor, torch.Tensor, int], np.ndarray]
 
@@ -107,10 +107,8 @@ def batched_probability(
     model: SentimentClassifier, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int
 ) -> np.ndarray:
     """class_probability over batches of similar length (little padding), in the input order."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
     result = np.zeros(len(sequences))
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_sorted_batches(sequences, batch_size):
         result[rows] = class_probability(model, [sequences[i] for i in rows], [targets[i] for i in rows], pad_id)
     return result
 

@@ -24,7 +24,7 @@ from torch import nn
 from stages.common import atomic_dir, dataset_params, load_params, require_range, run_main, write_json
 from stages.data import encode_labels, label_names, read_clean
 from stages.metrics import f1_macro
-from stages.models import SentimentClassifier, load_classifier
+from stages.models import SentimentClassifier, length_sorted_batches, load_classifier
 
 FORMS = ("fp32", "torch_int8", "onnx", "onnx_int8")
 # (input_ids, attention_mask) as int64 arrays -> logits
@@ -105,10 +105,8 @@ def sorted_batches(
 ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(row indices, padded int64 arrays) per batch, batches of similar length so little padding."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
     batches = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_sorted_batches(encoded, batch_size):
         padded = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="np")
         batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
     return batches

@@ -102,10 +102,24 @@ def validate(model_cfg: dict[str, Any], train_cfg: dict[str, Any], tokenizer: Pr
     require_range("train.learning_rate", train_cfg["learning_rate"], 0, 1, low_open=True)
     require_range("train.epochs", train_cfg["epochs"], 0, 1000, low_open=True)
     require_range("train.label_smoothing", train_cfg["label_smoothing"], 0, 1)
+    require_choice("train.freeze_embeddings", train_cfg.get("freeze_embeddings", False), (True, False))
     limit = model_max_length(model_cfg, tokenizer)
     if not isinstance(train_cfg["max_length"], int) or not 2 <= train_cfg["max_length"] <= limit:
         raise StageError(f"invalid param train.max_length={train_cfg['max_length']!r}: {model_cfg['name']} accepts 2..{limit}")
     precision_flags(train_cfg["precision"])
+
+
+def build_trainable(
+    model_cfg: dict[str, Any], train_cfg: dict[str, Any], tokenizer: PreTrainedTokenizerBase, num_labels: int
+) -> SentimentClassifier:
+    """A fresh classifier with `train.freeze_embeddings` applied."""
+    model = build_model(model_cfg, tokenizer, num_labels, train_cfg["max_length"])
+    if train_cfg.get("freeze_embeddings", False):
+        # the word-embedding matrix is half of MiniLM's weights: frozen, each step skips its dense
+        # gradient and its AdamW update (~15% faster steps here), and words unseen in training keep
+        # embeddings consistent with the rest
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    return model
 
 
 def training_arguments(train_cfg: dict[str, Any], seed: int, output_dir: Path) -> TrainingArguments:
@@ -196,9 +210,12 @@ def finetune(
     if train_fraction < 1:
         frames["train"] = frames["train"].groupby("label", group_keys=False).sample(frac=train_fraction, random_state=seed)
     data = {split: tokenize(frame, tokenizer, train_cfg["max_length"]) for split, frame in frames.items()}
+    # dev metrics do not depend on row order; length-sorted rows make the per-epoch evaluation's
+    # batches nearly pad-free (the Trainer's eval sampler is sequential)
+    data["dev"] = data["dev"].sort("length")  # Arrow sorts stably
 
     set_seed(seed)
-    model = build_model(model_cfg, tokenizer, len(names), train_cfg["max_length"])
+    model = build_trainable(model_cfg, train_cfg, tokenizer, len(names))
     if resume and not any(checkpoint_dir.glob("checkpoint-*")):
         print(f"[finetune:{key}] nothing to resume in {checkpoint_dir}; starting fresh")
         resume = False

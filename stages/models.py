@@ -133,6 +133,15 @@ def load_classifier(
     return model.eval(), tokenizer, meta
 
 
+def length_sorted_batches(sequences: list[list[int]], batch_size: int) -> list[np.ndarray]:
+    """Row indices per batch, rows sorted by length (stable) so a padded batch wastes little compute.
+
+    Shared by every batched inference path (prediction, faithfulness scoring, exported forms).
+    """
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.inference_mode()
 def predict_logits(
     model: SentimentClassifier,
@@ -152,11 +161,9 @@ def predict_logits(
 
     device = next(model.parameters()).device
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
     logits = np.zeros((len(texts), model.head.out_features), dtype=np.float64)
     model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="predict", disable=not progress, leave=False):
-        rows = order[start : start + batch_size]
+    for rows in tqdm(length_sorted_batches(encoded, batch_size), desc="predict", disable=not progress, leave=False):
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])

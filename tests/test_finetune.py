@@ -5,17 +5,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import set_seed
 
 from conftest import tiny_params, toy_sentiment, write_clean
 from stages.common import StageError
 from stages.finetune import finetune, training_curves
-from stages.models import SentimentClassifier, build_model, load_classifier, predict_logits
+from stages.models import SentimentClassifier, build_model, length_sorted_batches, load_classifier, predict_logits
 
 
 @pytest.fixture
 def toy_data(in_tmp):
     write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
     return in_tmp
+
+
+def test_length_sorted_batches_cover_every_row_once_shortest_first():
+    sequences = [[1] * n for n in (5, 1, 3, 1, 4, 2, 6)]
+    batches = length_sorted_batches(sequences, 3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(sequences)))
+    lengths = [len(sequences[i]) for b in batches for i in b]
+    assert lengths == sorted(lengths)
+    assert batches[0].tolist() == [1, 3, 5]  # ties keep input order
 
 
 def run(root, name="out", **train):
@@ -45,6 +56,22 @@ def test_same_seed_gives_identical_predictions(toy_data, tokenizer):
     run(toy_data, "b", epochs=2)
     a = (toy_data / "a" / "finetune_test.csv").read_bytes()
     assert a == (toy_data / "b" / "finetune_test.csv").read_bytes()
+
+
+def test_frozen_embeddings_stay_as_initialised_and_the_rest_trains(toy_data, tokenizer):
+    run(toy_data, "frozen", epochs=2, freeze_embeddings=True)
+    run(toy_data, "full", epochs=2)
+    set_seed(tiny_params()["seed"])  # finetune's seeded initialisation
+    initial = build_model(tiny_params()["model"], tokenizer, 2, 32)
+    weights = {}
+    for name in ("frozen", "full"):
+        model, _, _ = load_classifier(toy_data / name / "model")
+        weights[name] = model.encoder
+    word = lambda encoder: encoder.get_input_embeddings().weight  # noqa: E731
+    assert torch.equal(word(weights["frozen"]), word(initial.encoder))
+    assert not torch.equal(word(weights["full"]), word(initial.encoder))
+    layer = lambda encoder: encoder.encoder.layer[0].attention.self.query.weight  # noqa: E731
+    assert not torch.equal(layer(weights["frozen"]), layer(initial.encoder))
 
 
 def test_cls_and_mean_pooling_differ(tokenizer):
@@ -97,6 +124,8 @@ def test_bad_params_fail_before_training(toy_data, tokenizer):
         p = tiny_params(max_length=4096)
         p["model"]["name"] = "sentence-transformers/all-MiniLM-L6-v2"
         finetune("toy", p, toy_data / "o", toy_data / "c")
+    with pytest.raises(StageError, match="train.freeze_embeddings='yes'"):
+        finetune("toy", tiny_params(freeze_embeddings="yes"), toy_data / "o", toy_data / "c")
     assert not (toy_data / "c").exists()
 
 
