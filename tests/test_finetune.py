@@ -63,15 +63,12 @@ def test_frozen_embeddings_stay_as_initialised_and_the_rest_trains(toy_data, tok
     run(toy_data, "full", epochs=2)
     set_seed(tiny_params()["seed"])  # finetune's seeded initialisation
     initial = build_model(tiny_params()["model"], tokenizer, 2, 32)
-    weights = {}
-    for name in ("frozen", "full"):
-        model, _, _ = load_classifier(toy_data / name / "model")
-        weights[name] = model.encoder
-    word = lambda encoder: encoder.get_input_embeddings().weight  # noqa: E731
-    assert torch.equal(word(weights["frozen"]), word(initial.encoder))
-    assert not torch.equal(word(weights["full"]), word(initial.encoder))
-    layer = lambda encoder: encoder.encoder.layer[0].attention.self.query.weight  # noqa: E731
-    assert not torch.equal(layer(weights["frozen"]), layer(initial.encoder))
+    frozen, full = (load_classifier(toy_data / name / "model")[0].encoder for name in ("frozen", "full"))
+    embeddings = initial.encoder.get_input_embeddings().weight
+    assert torch.equal(frozen.get_input_embeddings().weight, embeddings)
+    assert not torch.equal(full.get_input_embeddings().weight, embeddings)
+    query = initial.encoder.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(frozen.encoder.layer[0].attention.self.query.weight, query)
 
 
 def test_cls_and_mean_pooling_differ(tokenizer):
