@@ -6,9 +6,10 @@ Both train the same model (params.yaml `model`) on the same SST-2 training rows 
              `train.freeze_embeddings`
   ours + torch.compile: the same with `train.torch_compile: true`
 Prints examples/s for each (the first `--warmup` steps, which include compilation, are not
-timed) and the ratios. Timings are printed, never asserted.
+timed) and the ratios. Timings are printed, never asserted. `--profile` adds a run of ours under
+torch.profiler and prints where the time of its timed steps goes, by operator.
 
-    python bench/train_throughput.py [--steps 40] [--warmup 5] [--dataset sst2] [--no-compile]
+    python bench/train_throughput.py [--steps 40] [--warmup 5] [--dataset sst2] [--no-compile] [--profile]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from torch.profiler import ProfilerActivity, profile
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
 
 from stages.common import load_params
@@ -27,21 +29,33 @@ from stages.models import load_tokenizer
 
 
 class StepClock(TrainerCallback):
-    """Wall-clock time at the end of the warm-up steps and at the end of training."""
+    """Wall-clock time at the end of the warm-up steps and at the end of training (optionally profiled)."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.end = warmup, None, None
+    def __init__(self, warmup: int, profiler: profile | None = None):
+        self.warmup, self.profiler, self.start, self.end = warmup, profiler, None, None
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup:
+            if self.profiler is not None:
+                self.profiler.start()
             self.start = time.perf_counter()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.end = time.perf_counter()
+        if self.profiler is not None:
+            self.profiler.stop()
 
 
 def examples_per_second(
-    params: dict, dataset: str, frame, *, reference: bool, steps: int, warmup: int, compile: bool = False
+    params: dict,
+    dataset: str,
+    frame,
+    *,
+    reference: bool,
+    steps: int,
+    warmup: int,
+    compile: bool = False,
+    profiler: profile | None = None,
 ) -> float:
     model_cfg, train_cfg = params["model"], dict(params["train"])
     train_cfg["torch_compile"] = compile
@@ -63,7 +77,7 @@ def examples_per_second(
         args.load_best_model_at_end, args.disable_tqdm = False, True
         if reference:
             args.train_sampling_strategy = "random"
-        clock = StepClock(warmup)
+        clock = StepClock(warmup, profiler)
         trainer = Trainer(
             model=model,
             args=args,
@@ -82,6 +96,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="steps not timed (compilation, allocator warm-up)")
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--profile", action="store_true", help="print an operator breakdown of our timed steps")
     args = parser.parse_args()
     params = load_params()
     frame = read_clean(args.dataset, "train").sample(4000, random_state=0)
@@ -95,6 +110,11 @@ def main() -> None:
     print(f"reference (pad to 128, random batches, fp32): {ref:8.1f} examples/s")
     print(f"ours (dynamic padding, length groups, {ours_label}):  {ours:8.1f} examples/s")
     print(f"speed-up: {ours / ref:.1f}x")
+    if args.profile:  # a separate run, so the profiler's overhead stays out of the figures above
+        profiler = profile(activities=[ProfilerActivity.CPU])
+        examples_per_second(params, args.dataset, frame, reference=False, steps=args.steps, warmup=args.warmup, profiler=profiler)
+        print("where the time of our timed steps goes, by operator:")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     if not args.no_compile:
         compiled = examples_per_second(
             params, args.dataset, frame, reference=False, steps=args.steps, warmup=args.warmup, compile=True
