@@ -29,7 +29,6 @@ from stages.metrics import (
     calibration,
     classification,
     curve_points,
-    f1_macro,
     fit_temperature,
     mcnemar_exact,
     ranking,
@@ -85,8 +84,8 @@ def evaluate_model(frames: dict[str, pd.DataFrame], names: list[str], cfg: dict[
         if split == "test":
             n, s = cfg["bootstrap_resamples"], seed
             figures["ci95"] = {
-                "accuracy": bootstrap_interval(labels, preds, accuracy, n, s),
-                "f1_macro": bootstrap_interval(labels, preds, f1_macro, n, s),
+                "accuracy": bootstrap_interval(labels, preds, "accuracy", n, s),
+                "f1_macro": bootstrap_interval(labels, preds, "f1_macro", n, s),
             }
         out[split] = figures
     return out

@@ -80,7 +80,7 @@ def slice_table(frame: pd.DataFrame, masks: dict[str, np.ndarray], cfg: dict[str
         for metric, fn in (("accuracy", accuracy), ("f1_macro", f1_macro)):
             row[metric] = fn(y, p)
             row[f"{metric}_delta"] = row[metric] - overall[metric]
-            row[f"{metric}_ci95"] = bootstrap_interval(y, p, fn, cfg["bootstrap_resamples"], seed) if n >= 2 else [None, None]
+            row[f"{metric}_ci95"] = bootstrap_interval(y, p, metric, cfg["bootstrap_resamples"], seed) if n >= 2 else [None, None]
         rows.append(row)
     return rows
 

@@ -1,13 +1,17 @@
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.special import softmax
+from sklearn.metrics import accuracy_score
 
 from stages.metrics import (
+    accuracy_of_resamples,
     bootstrap_interval,
     brier,
     classification,
     expected_calibration_error,
     f1_macro,
+    f1_macro_of_resamples,
     fit_temperature,
     mcnemar_exact,
     ranking,
@@ -49,9 +53,40 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 300)
     preds = np.where(rng.random(300) < 0.8, labels, 1 - labels)
-    first = bootstrap_interval(labels, preds, f1_macro, 1000, seed=3)
-    assert first == bootstrap_interval(labels, preds, f1_macro, 1000, seed=3)
+    first = bootstrap_interval(labels, preds, "f1_macro", 1000, seed=3)
+    assert first == bootstrap_interval(labels, preds, "f1_macro", 1000, seed=3)
     assert first[0] < f1_macro(labels, preds) < first[1]
+
+
+def test_resample_statistics_match_sklearn_row_by_row():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 3, (200, 12))  # short rows, so some rows lack a class or two
+    preds = np.where(rng.random((200, 12)) < 0.6, labels, rng.integers(0, 3, (200, 12)))
+    labels[0], preds[0] = 1, 1  # one class present only
+    labels[1], preds[1] = 0, 2  # two classes, no overlap
+    np.testing.assert_allclose(
+        f1_macro_of_resamples(labels, preds), [f1_macro(y, p) for y, p in zip(labels, preds, strict=True)], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        accuracy_of_resamples(labels, preds), [accuracy_score(y, p) for y, p in zip(labels, preds, strict=True)]
+    )
+
+
+@pytest.mark.parametrize("metric, one_at_a_time", [("accuracy", accuracy_score), ("f1_macro", f1_macro)])
+def test_vectorised_bootstrap_equals_the_one_resample_at_a_time_one(metric, one_at_a_time):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 150)
+    preds = np.where(rng.random(150) < 0.7, labels, rng.integers(0, 3, 150))
+    looped = stats.bootstrap(
+        (labels, preds),
+        one_at_a_time,
+        paired=True,
+        vectorized=False,
+        n_resamples=500,
+        method="percentile",
+        rng=np.random.default_rng(5),
+    ).confidence_interval
+    np.testing.assert_allclose(bootstrap_interval(labels, preds, metric, 500, seed=5), [looped.low, looped.high], rtol=1e-12)
 
 
 def test_auc_of_an_absent_class_is_null_with_a_reason():
