@@ -99,7 +99,7 @@ def summarise(key: str) -> None:
     cells = pd.DataFrame(rows)
     figures = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro"]
     grouped = cells.groupby(["encoder", "pooling", "dropout"], sort=True)[figures]
-    summary = grouped.mean().join(grouped.std(ddof=1).fillna(0.0), rsuffix="_std").join(grouped.size().rename("seeds"))
+    summary = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std")).join(grouped.size().rename("seeds"))
     final = ("pretrained", params["model"]["pooling"], float(params["model"]["dropout"]))
     for figure in figures:  # NaN (null in the JSON) when an experiment's final config is outside the grid
         reference = summary.loc[final, figure] if final in summary.index else float("nan")
