@@ -26,6 +26,11 @@ import pandas as pd
 from stages.data import read_clean
 
 
+def words_of(text: str) -> list[str]:
+    """Lower-cased whitespace-separated words (SST-2 text is already tokenized with spaces)."""
+    return text.lower().split()
+
+
 def contained_in(texts: Sequence[str], corpus: Sequence[str]) -> np.ndarray:
     """Whether each text occurs as a run of whole words inside some corpus text (case-insensitive).
 
@@ -33,19 +38,19 @@ def contained_in(texts: Sequence[str], corpus: Sequence[str]) -> np.ndarray:
     on one string is exact and, for SST-2's 6.7k dev phrases against 59k training phrases, takes
     seconds, so no n-gram index is needed.
     """
-    joined = "\n".join(f" {' '.join(text.lower().split())} " for text in corpus)
-    return np.array([f" {' '.join(text.lower().split())} " in joined for text in texts], dtype=bool)
+    joined = "\n".join(f" {' '.join(words_of(text))} " for text in corpus)
+    return np.array([f" {' '.join(words_of(text))} " in joined for text in texts], dtype=bool)
 
 
 def contains_one_of(texts: Sequence[str], corpus: Sequence[str], min_words: int) -> np.ndarray:
     """Whether each text has a proper sub-span of at least `min_words` words equal to a corpus text."""
-    known = {" ".join(text.lower().split()) for text in corpus}
+    known = {" ".join(words_of(text)) for text in corpus}
 
     def contains(words: list[str]) -> bool:
         spans = ((i, j) for i in range(len(words)) for j in range(i + min_words, len(words) + 1))
         return any(" ".join(words[i:j]) in known for i, j in spans if j - i < len(words))
 
-    return np.array([contains(text.lower().split()) for text in texts], dtype=bool)
+    return np.array([contains(words_of(text)) for text in texts], dtype=bool)
 
 
 def subset_accuracy(correct: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, tuple[float, int]]:
@@ -63,8 +68,9 @@ def main() -> None:
     train, dev, test = (read_clean(args.dataset, split) for split in ("train", "dev", "test"))
     corpus = train["text"].tolist()
     print(f"{args.dataset}: {len(train)} train texts, {train['text'].str.split().str.len().mean():.1f} words on average")
+    inside_train = {}
     for name, frame in (("dev", dev), ("test", test)):
-        inside = contained_in(frame["text"].tolist(), corpus)
+        inside = inside_train[name] = contained_in(frame["text"].tolist(), corpus)
         rest = frame["text"][~inside].tolist()
         containing = contains_one_of(rest, corpus, args.span).mean() if rest else float("nan")
         print(
@@ -72,7 +78,7 @@ def main() -> None:
             f"{inside.mean():.1%} occur inside a training text, and {containing:.1%} of the others "
             f"contain a training text of >= {args.span} words"
         )
-    seen = contained_in(dev["text"].tolist(), corpus)
+    seen = inside_train["dev"]
     words = dev["text"].str.split().str.len().to_numpy()
     masks = {
         "all": np.ones(len(dev), dtype=bool),
