@@ -1,12 +1,16 @@
-"""The benchmarks' logic: the throughput token accounting (its timings are printed, never tested) and the dev-overlap check."""
+"""The benchmarks' logic: the throughput token accounting (its timings are printed, never tested), the dev-overlap
+check and the seed study's config parsing and summary."""
 
 import math
 
 import numpy as np
+import pytest
 from transformers import DataCollatorWithPadding
 
 from bench.dev_overlap import contained_in, contains_one_of, subset_accuracy
+from bench.seed_study import apply_overrides, parse_config, summarise
 from bench.train_throughput import Throughput, TokenCountingCollator, epoch_tokens_per_example
+from stages.common import StageError
 
 
 def test_epoch_tokens_counts_each_batch_padded_to_its_longest_row():
@@ -50,3 +54,36 @@ def test_subset_accuracy_per_mask_and_nan_for_empty():
     scores = subset_accuracy(correct, masks)
     assert scores["all"] == (0.75, 4) and scores["first two"] == (0.5, 2)
     assert math.isnan(scores["none"][0]) and scores["none"][1] == 0
+
+
+def test_seed_study_config_reads_values_as_yaml():
+    assert parse_config("committed=") == ("committed", {})
+    name, overrides = parse_config("b64=train.batch_size=64,train.learning_rate=1.0e-4,model.pooling=cls")
+    assert name == "b64"
+    assert overrides == {"train.batch_size": 64, "train.learning_rate": 1e-4, "model.pooling": "cls"}
+    for bad in ("=train.epochs=1", "x=train.epochs", "x=epochs=1"):
+        with pytest.raises(StageError):
+            parse_config(bad)
+
+
+def test_seed_study_overrides_copy_params_and_refuse_unknown_keys():
+    params = {"seed": 42, "train": {"batch_size": 32, "epochs": 2}}
+    changed = apply_overrides(params, {"train.batch_size": 64, "seed": 7})
+    assert changed == {"seed": 7, "train": {"batch_size": 64, "epochs": 2}}
+    assert params["train"]["batch_size"] == 32 and params["seed"] == 42
+    for unknown in ("train.nope", "nope.batch_size", "train.batch_size.deeper"):
+        with pytest.raises(StageError, match="unknown param"):
+            apply_overrides(params, {unknown: 1})
+
+
+def test_seed_study_summary_is_mean_and_sd_per_config():
+    def run(config, dev, test):
+        scores = {"dev_accuracy": dev, "dev_f1_macro": dev, "test_accuracy": test, "test_f1_macro": test}
+        return {"config": config, "seconds": 10, **scores}
+
+    rows = [run("a", 0.90, 0.80), run("b", 0.5, 0.5), run("a", 0.94, 0.84)]
+    first, second = summarise(rows)
+    assert first["config"] == "a" and first["runs"] == 2 and second["runs"] == 1
+    assert first["dev_accuracy"] == pytest.approx(0.92) and first["test_accuracy"] == pytest.approx(0.82)
+    assert first["dev_accuracy_sd"] == pytest.approx(math.sqrt(2) * 0.02)
+    assert second["dev_accuracy_sd"] == 0.0
