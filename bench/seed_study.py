@@ -21,8 +21,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,9 +28,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from stages.common import StageError, load_params
+from stages.common import StageError, load_params, run_main
 
 
 def parse_config(text: str) -> tuple[str, dict[str, Any]]:
@@ -65,19 +64,15 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     return out
 
 
+SCORES = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro", "seconds"]
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and SD (over seeds) of each score, per config, in first-seen config order."""
-    names = list(dict.fromkeys(r["config"] for r in rows))
-    out = []
-    for name in names:
-        runs = [r for r in rows if r["config"] == name]
-        summary: dict[str, Any] = {"config": name, "runs": len(runs)}
-        for score in ("dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro", "seconds"):
-            values = [r[score] for r in runs]
-            summary[score] = statistics.fmean(values)
-            summary[score + "_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        out.append(summary)
-    return out
+    """Mean and SD (over seeds; 0 for one run) of each score, per config, in first-seen config order."""
+    grouped = pd.DataFrame(rows).groupby("config", sort=False)
+    table = grouped[SCORES].mean().join(grouped[SCORES].std().fillna(0.0), rsuffix="_sd")
+    table.insert(0, "runs", grouped.size())
+    return table.reset_index().to_dict("records")
 
 
 def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: int, log_dir: str) -> dict[str, Any]:
@@ -154,7 +149,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except StageError as err:
-        sys.exit(f"error: {err}")
+    run_main(main)
