@@ -4,8 +4,10 @@ One seed cannot separate configs here: on SST-2, changing only the seed moves te
 up to 0.8 points. This runs the finetune stage's `finetune()` (all of train, the configured
 budget) for every config and seed, each in a temporary directory, and prints one row per run
 and mean ± SD per config. Choose on dev; the test columns say what a choice gives on the scored
-split. Nothing in the repo is written unless `--jsonl` names a file (one JSON line per run,
-appended as runs finish).
+split. `--baseline NAME` also prints, per other config, the mean difference from that config on
+the seeds both ran, with its standard error: seeds pair the runs, so this separates configs with
+fewer seeds than comparing two means. Nothing in the repo is written unless `--jsonl` names a file
+(one JSON line per run, appended as runs finish).
 
     python bench/seed_study.py sst2 --seeds 42 43 44 45 \
         --config current= --config b32=train.batch_size=32,train.learning_rate=0.00006 [--workers 4]
@@ -65,6 +67,7 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
 
 
 SCORES = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro", "seconds"]
+PAIRED_LABELS = [("dev_accuracy", "dev acc"), ("dev_f1_macro", "F1"), ("test_accuracy", "test acc"), ("test_f1_macro", "F1")]
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,6 +76,23 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table = grouped[SCORES].mean().join(grouped[SCORES].std().fillna(0.0), rsuffix="_sd")
     table.insert(0, "runs", grouped.size())
     return table.reset_index().to_dict("records")
+
+
+def paired_differences(rows: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Per config other than `baseline`: mean and standard error, over the seeds both ran, of the
+    config's score minus the baseline's, for each score but time."""
+    scores = pd.DataFrame(rows).set_index(["config", "seed"])[SCORES[:-1]]
+    base = scores.loc[baseline]
+    out = []
+    for config in scores.index.get_level_values("config").unique():
+        if config == baseline:
+            continue
+        diff = (scores.loc[config] - base).dropna()
+        record = {"config": config, "runs": len(diff)}
+        for score in SCORES[:-1]:
+            record[score], record[f"{score}_se"] = diff[score].mean(), diff[score].sem()
+        out.append(record)
+    return out
 
 
 def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: int, log_dir: str) -> dict[str, Any]:
@@ -112,8 +132,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores / workers)")
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per finished run here")
     parser.add_argument("--logs", type=Path, help="keep each run's log here (default: a temporary directory)")
+    parser.add_argument("--baseline", help="a config's name: also print each other config's paired difference from it")
     args = parser.parse_args(argv)
     configs = [parse_config(text) for text in args.config]
+    if args.baseline is not None and args.baseline not in {name for name, _ in configs}:
+        raise StageError(f"--baseline {args.baseline!r} is not one of the --config names")
     params = load_params()
     for _, overrides in configs:  # fail on a bad key before any training starts
         apply_overrides(params, overrides)
@@ -146,6 +169,11 @@ def main(argv: list[str]) -> None:
             f" | test acc {s['test_accuracy']:.4f} ± {s['test_accuracy_sd']:.4f}"
             f" F1 {s['test_f1_macro']:.4f} ± {s['test_f1_macro_sd']:.4f} | {s['seconds']:.0f}s per run"
         )
+    if args.baseline is not None:
+        print(f"paired difference from {args.baseline}, in points (standard error):")
+        for d in paired_differences(rows, args.baseline):
+            cells = [f"{name} {100 * d[score]:+.2f} ({100 * d[score + '_se']:.2f})" for score, name in PAIRED_LABELS]
+            print(f"{d['config']:<16} n={d['runs']}: " + " | ".join(cells))
 
 
 if __name__ == "__main__":

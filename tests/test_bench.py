@@ -8,7 +8,7 @@ import pytest
 from transformers import DataCollatorWithPadding
 
 from bench.dev_overlap import contained_in, contains_one_of, subset_accuracy
-from bench.seed_study import apply_overrides, parse_config, summarise
+from bench.seed_study import apply_overrides, paired_differences, parse_config, summarise
 from bench.train_throughput import Throughput, TokenCountingCollator, epoch_tokens_per_example
 from stages.common import StageError
 
@@ -87,3 +87,18 @@ def test_seed_study_summary_is_mean_and_sd_per_config():
     assert first["dev_accuracy"] == pytest.approx(0.92) and first["test_accuracy"] == pytest.approx(0.82)
     assert first["dev_accuracy_sd"] == pytest.approx(math.sqrt(2) * 0.02)
     assert second["dev_accuracy_sd"] == 0.0
+
+
+def test_seed_study_paired_differences_use_only_seeds_both_configs_ran():
+    def run(config, seed, score):
+        return {"config": config, "seed": seed, "seconds": 1, **dict.fromkeys(SCORE_KEYS, score)}
+
+    rows = [run("base", 1, 0.90), run("base", 2, 0.80), run("new", 1, 0.92), run("new", 2, 0.84), run("new", 3, 0.0)]
+    rows += [run("other", 2, 0.70)]
+    new, other = paired_differences(rows, "base")
+    assert new["config"] == "new" and new["runs"] == 2  # seed 3 has no baseline run to pair with
+    assert new["test_accuracy"] == pytest.approx(0.03) and new["test_accuracy_se"] == pytest.approx(0.01)
+    assert other["runs"] == 1 and other["dev_f1_macro"] == pytest.approx(-0.10)
+
+
+SCORE_KEYS = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro"]
