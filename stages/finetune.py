@@ -29,6 +29,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.utils import is_torch_bf16_gpu_available
 
 from stages.common import (
     StageError,
@@ -65,14 +66,20 @@ def cpu_supports_bf16() -> bool:
 
 
 def precision_flags(choice: str) -> dict[str, bool]:
-    """TrainingArguments bf16/fp16 for `train.precision` (auto: bf16 where the hardware has it)."""
+    """TrainingArguments bf16/fp16/use_cpu for `train.precision` (auto: bf16 where the hardware has it)."""
     require_choice("train.precision", choice, PRECISIONS)
+    gpu = torch.cuda.is_available()
     if choice == "auto":
-        if torch.cuda.is_available():
+        if gpu:
             choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
             choice = "bf16" if cpu_supports_bf16() else "fp32"
-    return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
+    if choice == "bf16" and gpu and not torch.cuda.is_bf16_supported():
+        raise StageError("invalid param train.precision=bf16: this GPU has no bf16 (use fp16 or auto)")
+    bf16 = choice == "bf16"
+    # TrainingArguments refuses bf16 without a bf16 accelerator unless told to train on the CPU,
+    # which is where bf16 autocast runs on AMX/AVX512-BF16 machines
+    return {"bf16": bf16, "fp16": choice == "fp16", "use_cpu": bf16 and not is_torch_bf16_gpu_available()}
 
 
 def tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:

@@ -114,6 +114,30 @@ def test_resume_continues_from_the_last_checkpoint(toy_data, tokenizer):
     np.testing.assert_allclose(resumed["test"]["accuracy"], full["test"]["accuracy"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path of precision: auto")
+def test_auto_precision_on_a_bf16_cpu_trains_in_bf16(toy_data, tokenizer, monkeypatch):
+    # what `precision: auto` picks on an AMX/AVX512-BF16 CPU; bf16 is emulated (slowly) on other CPUs
+    import stages.finetune as stage
+
+    monkeypatch.setattr(stage, "cpu_supports_bf16", lambda: True)
+    assert stage.precision_flags("auto") == {"bf16": True, "fp16": False, "use_cpu": True}
+    metrics = run(toy_data, precision="auto")
+    assert metrics["test"]["accuracy"] >= 0.8
+    logits = pd.read_csv(toy_data / "out" / "finetune_test.csv")[["logit_negative", "logit_positive"]].to_numpy()
+    # predicted under bf16 autocast: every logit is a bf16 number (up to the CSV's 6 digits)
+    np.testing.assert_allclose(torch.tensor(logits).bfloat16().double().numpy(), logits, rtol=1e-5, atol=0)
+
+
+def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
+    import stages.finetune as stage
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert stage.precision_flags("auto") == {"bf16": False, "fp16": True, "use_cpu": False}
+    with pytest.raises(StageError, match="train.precision=bf16"):
+        stage.precision_flags("bf16")
+
+
 def test_bad_params_fail_before_training(toy_data, tokenizer):
     with pytest.raises(StageError, match="model.pooling='max'"):
         finetune("toy", {**tiny_params(), "model": {**tiny_params()["model"], "pooling": "max"}}, toy_data / "o", toy_data / "c")
