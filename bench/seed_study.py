@@ -73,7 +73,7 @@ PAIRED_LABELS = [("dev_accuracy", "dev acc"), ("dev_f1_macro", "F1"), ("test_acc
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and SD (over seeds; 0 for one run) of each score, per config, in first-seen config order."""
     grouped = pd.DataFrame(rows).groupby("config", sort=False)
-    table = grouped[SCORES].mean().join(grouped[SCORES].std().fillna(0.0), rsuffix="_sd")
+    table = pd.concat([grouped[SCORES].mean(), grouped[SCORES].std().fillna(0.0).add_suffix("_sd")], axis=1)
     table.insert(0, "runs", grouped.size())
     return table.reset_index().to_dict("records")
 
