@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from transformers import set_seed
+from transformers.utils import is_torch_bf16_gpu_available
 
 from conftest import tiny_params, toy_sentiment, write_clean
 from stages.common import StageError
@@ -114,7 +115,7 @@ def test_resume_continues_from_the_last_checkpoint(toy_data, tokenizer):
     np.testing.assert_allclose(resumed["test"]["accuracy"], full["test"]["accuracy"])
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path of precision: auto")
+@pytest.mark.skipif(torch.cuda.is_available() or is_torch_bf16_gpu_available(), reason="the CPU path of precision: auto")
 def test_auto_precision_on_a_bf16_cpu_trains_in_bf16(toy_data, tokenizer, monkeypatch):
     # what `precision: auto` picks on an AMX/AVX512-BF16 CPU; bf16 is emulated (slowly) on other CPUs
     import stages.finetune as stage
