@@ -13,6 +13,7 @@ import argparse
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,11 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 BEST_METRICS = ("loss", "accuracy", "f1_macro")
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / `accelerate launch` (both set RANK); a plain run is its own rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def cpu_supports_bf16() -> bool:
     """AMX-BF16 or AVX512-BF16 make bf16 autocast pay off on a CPU."""
     try:
@@ -66,7 +72,12 @@ def cpu_supports_bf16() -> bool:
 
 
 def precision_flags(choice: str) -> dict[str, bool]:
-    """TrainingArguments bf16/fp16/use_cpu for `train.precision` (auto: bf16 where the hardware has it)."""
+    """TrainingArguments bf16/fp16/use_cpu for `train.precision` (auto: bf16 where the hardware has it).
+
+    use_cpu is set wherever training runs on the CPU anyway: with it, several processes on a
+    CPU-only machine (torchrun) train one model together (DDP over gloo) instead of each training
+    its own, and bf16 autocast may run on the CPU.
+    """
     require_choice("train.precision", choice, PRECISIONS)
     gpu = torch.cuda.is_available()
     if choice == "auto":
@@ -79,7 +90,8 @@ def precision_flags(choice: str) -> dict[str, bool]:
     bf16 = choice == "bf16"
     # TrainingArguments refuses bf16 without a bf16 accelerator unless told to train on the CPU,
     # which is where bf16 autocast runs on AMX/AVX512-BF16 machines
-    return {"bf16": bf16, "fp16": choice == "fp16", "use_cpu": bf16 and not is_torch_bf16_gpu_available()}
+    use_cpu = not (gpu or torch.accelerator.is_available()) or (bf16 and not is_torch_bf16_gpu_available())
+    return {"bf16": bf16, "fp16": choice == "fp16", "use_cpu": use_cpu}
 
 
 def tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
@@ -202,13 +214,17 @@ def check_checkpoint(checkpoint_dir: Path, model: SentimentClassifier) -> None:
 def finetune(
     key: str,
     params: dict[str, Any],
-    out_dir: Path,
+    out_dir: Path | None,
     checkpoint_dir: Path,
     *,
     resume: bool = False,
     train_fraction: float = 1.0,
-) -> dict[str, Any]:
-    """Train, keep the best epoch, write model + predictions under out_dir; return the metrics."""
+) -> dict[str, Any] | None:
+    """Train, keep the best epoch, write model + predictions under out_dir; return the metrics.
+
+    Under several processes (torchrun, `accelerate launch`) every rank trains its share of each
+    batch; only rank 0 predicts, writes and returns metrics (out_dir is None on the others).
+    """
     names = label_names(dataset_params(params, key))
     model_cfg, train_cfg, seed = params["model"], params["train"], params["seed"]
     tokenizer = load_tokenizer(model_cfg)
@@ -228,7 +244,7 @@ def finetune(
         resume = False
     if resume:
         check_checkpoint(checkpoint_dir, model)
-    if not resume and checkpoint_dir.exists():
+    if not resume and checkpoint_dir.exists() and is_main_process():
         shutil.rmtree(checkpoint_dir)
     trainer = Trainer(
         model=model,
@@ -251,16 +267,17 @@ def finetune(
     best_epoch = next(
         (r["epoch"] for r in trainer.state.log_history if "eval_loss" in r and trainer.state.best_global_step == r["step"]), None
     )
+    if not trainer.is_world_process_zero():
+        return None
     metrics: dict[str, Any] = {"best_epoch": best_epoch, "epochs_run": trainer.state.epoch}
     unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.is_world_process_zero():
-        (out_dir / "model").mkdir(parents=True, exist_ok=True)
-        save_classifier(
-            unwrapped,
-            tokenizer,
-            out_dir / "model",
-            {"labels": names, "max_length": train_cfg["max_length"], "base_model": model_cfg["name"]},
-        )
+    (out_dir / "model").mkdir(parents=True, exist_ok=True)
+    save_classifier(
+        unwrapped,
+        tokenizer,
+        out_dir / "model",
+        {"labels": names, "max_length": train_cfg["max_length"], "base_model": model_cfg["name"]},
+    )
     bf16 = trainer.args.bf16
     for split in ("dev", "test"):
         logits = predict_logits(
@@ -271,8 +288,7 @@ def finetune(
             "accuracy": accuracy_score(frame["label"], frame["pred"]),
             "f1_macro": f1_score(frame["label"], frame["pred"], average="macro"),
         }
-        if trainer.is_world_process_zero():
-            frame.to_csv(out_dir / f"finetune_{split}.csv", index=False, float_format="%.6g")
+        frame.to_csv(out_dir / f"finetune_{split}.csv", index=False, float_format="%.6g")
     metrics["curves"] = training_curves(trainer.state.log_history)
     return metrics
 
@@ -286,8 +302,12 @@ def main(argv: list[str]) -> None:
     params = load_params()
     resume = args.resume or os.environ.get("FINETUNE_RESUME", "") not in ("", "0")
     checkpoint_dir = Path("checkpoints") / key
-    with atomic_dir(Path("data") / key / "finetune") as out:
+    # one writer: were every rank to swap in its own temporary directory, the last to finish would
+    # replace rank 0's outputs
+    with atomic_dir(Path("data") / key / "finetune") if is_main_process() else nullcontext(None) as out:
         metrics = finetune(key, params, out, checkpoint_dir, resume=resume)
+    if metrics is None:
+        return
     steps, epochs = metrics.pop("curves")
     write_csv(steps, f"plots/{key}/train_loss.csv")
     write_csv(epochs, f"plots/{key}/dev_curve.csv")

@@ -1,14 +1,18 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import set_seed
 from transformers.utils import is_torch_bf16_gpu_available
 
-from conftest import tiny_params, toy_sentiment, write_clean
+from conftest import REPO, tiny_params, toy_sentiment, write_clean
 from stages.common import StageError
 from stages.finetune import finetune, training_curves
 from stages.models import SentimentClassifier, build_model, length_sorted_batches, load_classifier, predict_logits
@@ -137,6 +141,28 @@ def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
     assert stage.precision_flags("auto") == {"bf16": False, "fp16": True, "use_cpu": False}
     with pytest.raises(StageError, match="train.precision=bf16"):
         stage.precision_flags("bf16")
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="two CPU processes stand in for two GPUs")
+def test_two_processes_train_one_model_and_rank_0_alone_writes_it(toy_data, tokenizer):
+    # the multi-GPU launch (torchrun / accelerate launch) on CPU processes: DDP over gloo
+    (toy_data / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "stages.finetune", "toy"]
+    result = subprocess.run(cmd, cwd=toy_data, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # one model trained on both shards: each step took a batch per process, so an epoch took half
+    # the single-process steps (96 rows / (2 x 16) = 3)
+    steps = pd.read_csv(toy_data / "plots" / "toy" / "train_loss.csv")["step"]
+    assert steps.max() <= 8 * 3
+    assert json.loads((toy_data / "metrics" / "toy" / "finetune.json").read_text())["test"]["accuracy"] >= 0.8
+    assert sorted(p.name for p in (toy_data / "data" / "toy").iterdir()) == ["clean", "finetune"]  # no stray temp dir
+    out = toy_data / "data" / "toy" / "finetune"
+    model, tok, _ = load_classifier(out / "model")
+    logits = predict_logits(model, tok, ["good great lovely", "bad awful terrible"], 32, progress=False)
+    assert logits.argmax(1).tolist() == [1, 0]
+    assert len(pd.read_csv(out / "finetune_test.csv")) == 32
+    assert not (toy_data / "checkpoints" / "toy").exists()
 
 
 def test_bad_params_fail_before_training(toy_data, tokenizer):
