@@ -6,6 +6,8 @@ python -m stages.split <dataset key>
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,21 @@ from stages.common import (
     write_parquet,
 )
 from stages.data import SPLITS, encode_labels, label_names, split_dir
-from stages.hub import load_source
+from stages.hub import LOCAL_SUFFIXES, load_source
 
 STRATEGIES = ("holdout", "pooled")
+SOURCES_DIR = Path("data/sources")  # a dep of every split stage in dvc.yaml
+
+
+def untracked_source_warning(source: str) -> str | None:
+    """A warning when `source` is a local file outside SOURCES_DIR, whose changes DVC cannot see."""
+    path = Path(source)
+    if path.suffix.lower() not in LOCAL_SUFFIXES or path.resolve().is_relative_to(SOURCES_DIR.resolve()):
+        return None
+    return (
+        f"warning: {source} is outside {SOURCES_DIR}/, the directory dvc.yaml tracks for local sources:"
+        " DVC will not rerun split when this file changes"
+    )
 
 
 def normalise_for_dedup(text: pd.Series) -> pd.Series:
@@ -103,6 +117,8 @@ def main(argv: list[str]) -> None:
     key = argv[0]
     params = load_params()
     ds, cfg = dataset_params(params, key), params["split"]
+    if warning := untracked_source_warning(ds["source"]):
+        print(warning, file=sys.stderr)
     splits = make_splits(load_source(ds["source"]), ds, cfg)
     leaks = find_leakage(splits)
     dropped = {"train": 0, "dev": 0}

@@ -45,7 +45,7 @@ def tiny_profile(params: dict, datasets: tuple[str, ...]) -> dict:
     """Small data, a hidden-32 scratch encoder, one epoch, a 2-point grid: the same stages, in seconds."""
     params["datasets"] = {key: params["datasets"][key] for key in datasets}
     for key in datasets:
-        params["datasets"][key].update(source=f"tiny/{key}.csv", split="pooled")
+        params["datasets"][key].update(source=f"data/sources/{key}.csv", split="pooled")
     params["baseline"].update(grid={"C": [1, 4], "l1_ratio": [0.0]}, cv_folds=2, n_jobs=1)
     params["model"].update(
         name="scratch", pooling="cls", scratch={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
@@ -64,9 +64,11 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
     for name in ("dvc.yaml", "pyproject.toml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "tiny").mkdir()
+    sources = root / "data" / "sources"
+    sources.mkdir(parents=True)
+    shutil.copy(REPO / "data" / "sources" / "README.md", sources / "README.md")
     for key in datasets:
-        pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(root / "tiny" / f"{key}.csv", index=False)
+        pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / f"{key}.csv", index=False)
     params = tiny_profile(yaml.safe_load((REPO / "params.yaml").read_text()), datasets)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")

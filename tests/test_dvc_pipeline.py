@@ -1,7 +1,8 @@
 """End to end: the real `dvc repro` on a tiny profile of both datasets, in a temporary copy of
 the repository: every stage runs, a rerun does nothing, results travel through a DVC remote,
-forced reruns are byte-identical, an evaluate param reruns only what reads evaluate, and the
-plots render offline. (test_dvc_experiments.py covers params changes upstream of evaluate.)"""
+forced reruns are byte-identical, an evaluate param reruns only what reads evaluate, an edited
+source file reruns its dataset's stages, and the plots render offline. (test_dvc_experiments.py
+covers params changes upstream of evaluate.)"""
 
 from __future__ import annotations
 
@@ -81,6 +82,15 @@ def test_an_evaluate_param_reruns_evaluate_only(repo):
     assert ran(sh(repo, "dvc", "repro")) == {f"{s}@{k}" for s in ("evaluate", "slices", "card") for k in ("sst2", "tweets")}
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "params changed")
+
+
+def test_an_edited_source_file_reruns_its_dataset_only(repo):
+    source = repo / "data" / "sources" / "tweets.csv"
+    source.write_text("".join(source.read_text().splitlines(keepends=True)[:-10]))  # drop 10 rows
+    # every split stage reads data/sources; only the tweets split comes out different
+    assert ran(sh(repo, "dvc", "repro")) == {"split@sst2"} | {f"{s}@tweets" for s in PER_DATASET}
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "source edited")
 
 
 def test_plots_render_offline_in_headless_chromium(repo):

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from stages.common import StageError
-from stages.split import find_leakage, make_splits, standardise
+from stages.split import find_leakage, make_splits, standardise, untracked_source_warning
 
 DS = {
     "source": "toy.csv",
@@ -85,3 +85,12 @@ def test_leakage_finds_normalised_duplicates():
     }
     leaks = find_leakage(splits)
     assert sorted(zip(leaks["id"], leaks["duplicate_of"], strict=True)) == [("a", "dev"), ("b", "test")]
+
+
+def test_only_local_files_outside_data_sources_warn(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert untracked_source_warning("stanfordnlp/sst2") is None  # a Hub id
+    assert untracked_source_warning("data/sources/my.csv") is None
+    assert untracked_source_warning(str(tmp_path / "data" / "sources" / "sub" / "my.parquet")) is None
+    for outside in ("my.csv", "data/my.tsv", "data/sources_old/my.csv", "/elsewhere/my.parquet"):
+        assert outside in untracked_source_warning(outside)
