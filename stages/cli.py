@@ -10,6 +10,8 @@ import argparse
 import io
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,28 @@ def read_texts(source: str, fmt: str | None, text_column: str) -> list[str]:
     return frame[text_column].fillna("").astype(str).tolist()
 
 
+@contextmanager
+def no_loading_bar() -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar: a local checkpoint loads in under a second."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def load_model(dataset: str, **kwargs):
+    """(model, tokenizer, head metadata) of a dataset's fine-tuned model."""
+    from stages.models import load_classifier
+
+    with no_loading_bar():
+        return load_classifier(model_dir(dataset), **kwargs)
+
+
 def clean_config() -> CleanConfig:
     try:
         cfg = load_params()["clean"]
@@ -77,11 +101,9 @@ def clean_config() -> CleanConfig:
 def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, int]]:
     """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows."""
 
-    from stages.metrics import scale
-    from stages.models import load_classifier, predict_logits
+    from stages.models import predict_logits
 
-    path = model_dir(dataset)
-    model, tokenizer, meta = load_classifier(path)
+    model, tokenizer, meta = load_model(dataset)
     cfg = clean_config()
     kept = [(t, clean_text(t, cfg)) for t in texts]
     kept = [(raw, clean) for raw, clean in kept if clean]
@@ -124,7 +146,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     from stages.attention import attention_heatmap, explain_example, visible
-    from stages.models import load_classifier
 
     if args.file:
         text = decode(Path(args.file).read_bytes(), args.file) if Path(args.file).exists() else None
@@ -137,7 +158,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     text = clean_text(text.strip(), clean_config())
     if not text:
         raise StageError("the text is empty after cleaning")
-    model, tokenizer, meta = load_classifier(model_dir(args.dataset), attn_implementation="eager")
+    model, tokenizer, meta = load_model(args.dataset, attn_implementation="eager")
     cfg = {"layers": [-1], "ig_steps": args.ig_steps}
     result = explain_example(model, tokenizer, text, meta["max_length"], cfg)
     names = meta["labels"]

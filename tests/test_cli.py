@@ -57,8 +57,19 @@ def test_jsonl_and_text_inputs(saved_model, capsys):
 
 
 def test_stdin(saved_model, capsys, monkeypatch):
-    code, out, _ = run(capsys, stdin=b"what a lovely film\n", monkeypatch=monkeypatch)
+    code, out, err = run(capsys, stdin=b"what a lovely film\n", monkeypatch=monkeypatch)
     assert code == 0 and pd.read_csv(io.StringIO(out))["label"].iloc[0] in {"negative", "positive"}
+    assert "Loading weights" not in err  # no progress bar for loading a local checkpoint
+
+
+def test_loading_bar_is_hidden_only_while_the_cli_loads(saved_model):
+    from transformers.utils import logging as hf_logging
+
+    from stages.cli import load_model
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model("toy")
+    assert hf_logging.is_progress_bar_enabled()
 
 
 def test_long_texts_warn_once_with_a_count(saved_model, capsys):
