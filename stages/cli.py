@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,8 +83,8 @@ def no_loading_bar() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(dataset: str, **kwargs):
-    """(model, tokenizer, head metadata) of a dataset's fine-tuned model."""
+def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, head metadata) of a dataset's fine-tuned model; kwargs go to load_classifier."""
     from stages.models import load_classifier
 
     with no_loading_bar():
