@@ -1,190 +1,24 @@
-"""card stage: a markdown model card and a JSON model card per dataset, generated from the
-metrics files (never written by hand), so DVC regenerates them whenever a figure changes.
+"""card: a markdown and a JSON model card per dataset, generated from its metrics files, so DVC
+regenerates them whenever a figure changes.
 
     python -m stages.card <dataset key>
 """
 
-from __future__ import annotations
-
-import json
-from pathlib import Path
-from typing import Any
-
-from stages.common import StageError, atomic_path, dataset_params, load_params, run_main, write_json
-
-# the metrics files a card reads; ablations.json only exists for the datasets listed in `ablations`
-REQUIRED = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export")
+from sentiment.cards import card_json, card_markdown, read_metrics
+from sentiment.io import atomic_path, write_json
+from sentiment.paths import report_dir
+from sentiment.stage import Run, run_stage
 
 
-def read_metrics(key: str) -> dict[str, Any]:
-    root = Path("metrics") / key
-    found = {}
-    for name in (*REQUIRED, "ablations"):
-        path = root / f"{name}.json"
-        if path.exists():
-            found[name] = json.loads(path.read_text())
-        elif name in REQUIRED:
-            raise StageError(f"missing input file: {path} (run `dvc repro` to build it)")
-    return found
-
-
-def ci(figures: dict[str, Any], name: str) -> str:
-    low, high = figures["ci95"][name]
-    return f"{figures[name]:.4f} [{low:.4f}, {high:.4f}]"
-
-
-def limitations(key: str, m: dict[str, Any], names: list[str]) -> list[str]:
-    """Known limitations, each stated from a measured figure."""
-    notes = []
-    worst = min(
-        (
-            (name, r)
-            for name, r in m["slices"]["finetune"].items()
-            if name != "all" and r["n"] >= 30 and r["accuracy"] is not None
-        ),
-        key=lambda item: item[1]["accuracy"],
-        default=None,
-    )
-    if worst:
-        name, r = worst
-        notes.append(
-            f"Weakest test slice with n ≥ 30: {name} (n={r['n']}), "
-            f"accuracy {r['accuracy']:.4f} ({r['accuracy_delta']:+.4f} vs all)."
-        )
-    test = m["evaluate"]["models"]["finetune"]["test"]
-    worst_class = min(test["per_class"].items(), key=lambda item: item[1]["f1"])
-    notes.append(f"Lowest per-class test F1: {worst_class[0]} ({worst_class[1]['f1']:.4f}).")
-    dev, scored = m["finetune"]["dev"]["accuracy"], test["accuracy"]
-    if dev - scored > 0.01:
-        notes.append(f"Dev accuracy ({dev:.4f}) exceeds test ({scored:.4f}): dev is for selection, test is the figure to quote.")
-    raw = m["evaluate"]["models"]["finetune"]
-    confidence = "over-confident" if raw["temperature"] > 1 else "under-confident"
-    notes.append(
-        f"Raw probabilities are {confidence} (test ECE {test['calibration']['ece']:.4f}); the `predict` command applies "
-        f"the temperature fitted on dev (T={raw['temperature']:.3f}, ECE after {test['calibration_scaled']['ece']:.4f})."
-    )
-    notes.append("English only; trained on " + ("movie-review sentences and phrases." if key == "sst2" else "tweets."))
-    return notes
-
-
-def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
-    ds = dataset_params(params, key)
-    names = list(ds["labels"])
-    finetune = m["evaluate"]["models"]["finetune"]
-    test = finetune["test"]
-    return {
-        "model_details": {
-            "name": f"{key}-sentiment",
-            "encoder": params["model"]["name"],
-            "pooling": params["model"]["pooling"],
-            "dropout": params["model"]["dropout"],
-            "labels": names,
-            "temperature": finetune["temperature"],
-        },
-        "intended_use": f"{len(names)}-class sentiment of short English texts like those in {ds['source']}",
-        "data": {split: m["clean"][split]["rows"] for split in ("train", "dev", "test")},
-        "training": {k: params["train"][k] for k in sorted(params["train"])},
-        "metrics": {
-            "test": {
-                "accuracy": test["accuracy"],
-                "accuracy_ci95": test["ci95"]["accuracy"],
-                "f1_macro": test["f1_macro"],
-                "f1_macro_ci95": test["ci95"]["f1_macro"],
-                "ece": test["calibration"]["ece"],
-                "ece_after_temperature_scaling": test["calibration_scaled"]["ece"],
-            },
-            "dev": {"accuracy": finetune["dev"]["accuracy"], "f1_macro": finetune["dev"]["f1_macro"]},
-            "baselines_test": {
-                model: {"accuracy": r["test"]["accuracy"], "f1_macro": r["test"]["f1_macro"]}
-                for model, r in m["evaluate"]["models"].items()
-                if model != "finetune"
-            },
-            "export_test_accuracy": {form: r["accuracy"] for form, r in m["export"]["forms"].items()},
-        },
-        "limitations": limitations(key, m, names),
-    }
-
-
-def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dict[str, Any]) -> str:
-    ev = m["evaluate"]["models"]
-    ft = ev["finetune"]
-    lines = [
-        f"# Model card: {key} sentiment classifier",
-        "",
-        "_Generated by `python -m stages.card` from `metrics/`; do not edit by hand._",
-        "",
-        "## Model",
-        "",
-        f"- Encoder `{params['model']['name']}`, {params['model']['pooling']} pooling, dropout {params['model']['dropout']}, "
-        f"linear head over {len(card['model_details']['labels'])} labels ({', '.join(card['model_details']['labels'])}).",
-        f"- Trained with the Hugging Face Trainer: {params['train']['epochs']} epoch(s), learning rate "
-        f"{params['train']['learning_rate']}, batch size {params['train']['batch_size']}, max_length "
-        f"{params['train']['max_length']}, seed {params['seed']}; best epoch by dev {params['train']['best_metric']}: "
-        f"{m['finetune']['best_epoch']:g}.",
-        f"- Temperature fitted on dev: {ft['temperature']:.3f}.",
-        "",
-        "## Data",
-        "",
-        f"Source `{dataset_params(params, key)['source']}`: "
-        + ", ".join(f"{split} {n}" for split, n in card["data"].items())
-        + " rows (after de-duplication and cleaning).",
-        "",
-        "## Test metrics (95% bootstrap intervals)",
-        "",
-        "| model | accuracy | F1-macro | ECE | ECE after temperature scaling |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for model, r in ev.items():
-        t = r["test"]
-        lines.append(
-            f"| {model} | {ci(t, 'accuracy')} | {ci(t, 'f1_macro')} | {t['calibration']['ece']:.4f} | "
-            f"{t['calibration_scaled']['ece']:.4f} |"
-        )
-    lines += [
-        "",
-        "## Slices (finetune, test accuracy)",
-        "",
-        "| slice | n | accuracy | delta vs all |",
-        "| --- | --- | --- | --- |",
-    ]
-    for name, r in m["slices"]["finetune"].items():
-        if r["accuracy"] is not None:
-            lines.append(f"| {name} | {r['n']} | {r['accuracy']:.4f} | {r['accuracy_delta']:+.4f} |")
-    lines += ["", "## Exported forms (test)", "", "| form | accuracy | delta vs fp32 | size MB |", "| --- | --- | --- | --- |"]
-    for form, r in m["export"]["forms"].items():
-        lines.append(f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_fp32']:+.4f} | {r['size_mb']:.1f} |")
-    if "ablations" in m:
-        lines += [
-            "",
-            "## Ablations",
-            "",
-            f"{m['ablations']['note']}.",
-            "",
-            "| config | test accuracy mean ± std | delta vs final |",
-            "| --- | --- | --- |",
-        ]
-        for name, r in m["ablations"]["configs"].items():
-            delta = r["test_accuracy_delta_vs_final"]
-            lines.append(
-                f"| {name} | {r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | "
-                + ("—" if delta is None else f"{delta:+.4f}")
-                + " |"
-            )
-    lines += ["", "## Known limitations", ""] + [f"- {note}" for note in card["limitations"]] + [""]
-    return "\n".join(lines)
-
-
-def main(argv: list[str]) -> None:
-    key = argv[0]
-    params = load_params()
-    m = read_metrics(key)
-    card = card_json(key, params, m)
-    out = Path("reports") / key
+def main(run: Run) -> None:
+    metrics = read_metrics(run.key)
+    card = card_json(run.key, run.params, metrics)
+    out = report_dir(run.key)
     write_json(out / "model_card.json", card)
     with atomic_path(out / "MODEL_CARD.md") as tmp:
-        tmp.write_text(card_markdown(key, params, m, card))
-    print(f"[card:{key}] wrote {out / 'MODEL_CARD.md'} and {out / 'model_card.json'}")
+        tmp.write_text(card_markdown(run.key, run.params, metrics, card))
+    print(f"[card:{run.key}] wrote {out / 'MODEL_CARD.md'} and {out / 'model_card.json'}")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main, __doc__)

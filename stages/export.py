@@ -1,183 +1,28 @@
-"""export stage: int8 and ONNX forms of the fine-tuned model, each scored on test like fp32.
+"""export: torch int8, ONNX and ONNX int8 forms of the fine-tuned model, each scored on test like fp32.
 
-    python -m stages.export <dataset key>
-
-Forms: `fp32` (the finetune checkpoint in torch), `torch_int8` (torch dynamic int8 quantization
-of every Linear layer), `onnx` (fp32 graph run by onnxruntime) and `onnx_int8` (onnxruntime's
-dynamic int8 quantization of that graph). The ONNX files are DVC outs; the torch int8 model is
-rebuilt from fp32 in a second, so it is not stored. Speed is measured by bench/inference.py,
-not here: timings are not reproducible and do not belong in metrics.
+python -m stages.export <dataset key>
 """
 
-from __future__ import annotations
-
-import copy
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from stages.common import atomic_dir, dataset_params, load_params, require_range, run_main, write_json
-from stages.data import encode_labels, label_names, read_clean
-from stages.metrics import f1_macro
-from stages.models import SentimentClassifier, length_sorted_batches, load_classifier
-
-FORMS = ("fp32", "torch_int8", "onnx", "onnx_int8")
-# (input_ids, attention_mask) as int64 arrays -> logits
-Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
+from sentiment.config import section
+from sentiment.data import encode_labels, read_clean
+from sentiment.export import ExportConfig, build_forms, quantize_int8, score_forms, serialized_mb, sorted_batches
+from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.models import load_classifier
+from sentiment.paths import data_dir, metrics_file, model_dir
+from sentiment.stage import Run, run_stage
 
 
-class LogitsOnly(nn.Module):
-    """The classifier with tensor-only inputs and output, as the ONNX exporter needs."""
-
-    def __init__(self, model: SentimentClassifier):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
-def quantize_int8(model: SentimentClassifier) -> SentimentClassifier:
-    """Dynamic int8 quantization (weights int8, activations quantized on the fly) of the Linear layers."""
-    from torch.ao.quantization import quantize_dynamic
-
-    return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8).eval()
-
-
-def export_onnx(model: SentimentClassifier, tokenizer, path: Path) -> None:
-    """fp32 ONNX graph with dynamic batch and sequence axes.
-
-    The TorchScript-based exporter (dynamo=False). The dynamo exporter (torch 2.13, onnxscript
-    0.7.2, an extra dependency) exports this encoder, but onnxruntime's `quantize_dynamic` then
-    fails shape inference on its graph ("Inferred shape and existing shape differ"), and int8 ONNX
-    is the form this stage exists for.
-    """
-    sample = tokenizer(["an example sentence", "a longer example sentence for tracing"], padding=True, return_tensors="pt")
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
-    torch.onnx.export(
-        LogitsOnly(model).eval(),
-        (sample["input_ids"], sample["attention_mask"]),
-        str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-    )
-
-
-def quantize_onnx(source: Path, target: Path) -> None:
-    """onnxruntime dynamic int8 quantization of the graph's MatMul/Gemm weights."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-
-
-def torch_backend(model: nn.Module, bf16: bool = False) -> Backend:
-    @torch.inference_mode()
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask)).logits
-        return logits.float().numpy()
-
-    return run
-
-
-def onnx_backend(path: Path, threads: int = 0) -> Backend:
-    """An onnxruntime session on CPU (threads 0: one per physical core, onnxruntime's default)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-
-    return run
-
-
-def sorted_batches(
-    tokenizer, texts: list[str], max_length: int, batch_size: int
-) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """(row indices, padded int64 arrays) per batch, batches of similar length so little padding."""
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    batches = []
-    for rows in length_sorted_batches(encoded, batch_size):
-        padded = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="np")
-        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
-    return batches
-
-
-def backend_logits(run: Backend, batches: list[tuple[np.ndarray, dict[str, np.ndarray]]], n: int) -> np.ndarray:
-    logits = None
-    for rows, arrays in batches:
-        out = run(arrays["input_ids"], arrays["attention_mask"])
-        if logits is None:
-            logits = np.zeros((n, out.shape[1]), dtype=np.float64)
-        logits[rows] = out
-    return logits
-
-
-def build_forms(model: SentimentClassifier, tokenizer, out: Path) -> dict[str, Backend]:
-    """Write the ONNX files under `out` and return a runnable backend per form."""
-    export_onnx(model, tokenizer, out / "model.onnx")
-    quantize_onnx(out / "model.onnx", out / "model_int8.onnx")
-    return {
-        "fp32": torch_backend(model),
-        "torch_int8": torch_backend(quantize_int8(model)),
-        "onnx": onnx_backend(out / "model.onnx"),
-        "onnx_int8": onnx_backend(out / "model_int8.onnx"),
-    }
-
-
-def score_forms(
-    backends: dict[str, Backend], batches: list, labels: np.ndarray, sizes: dict[str, float]
-) -> dict[str, dict[str, Any]]:
-    """Accuracy and F1-macro per form, and each form's difference from fp32 and label agreement with it."""
-    report: dict[str, dict[str, Any]] = {}
-    reference = None
-    for form, run in backends.items():
-        preds = backend_logits(run, batches, len(labels)).argmax(axis=1)
-        reference = preds if reference is None else reference
-        report[form] = {
-            "accuracy": float((preds == labels).mean()),
-            "f1_macro": f1_macro(labels, preds),
-            "agreement_with_fp32": float((preds == reference).mean()),
-            "size_mb": sizes[form],
-        }
-    for form in backends:
-        for metric in ("accuracy", "f1_macro"):
-            report[form][f"{metric}_delta_vs_fp32"] = report[form][metric] - report["fp32"][metric]
-    return report
-
-
-def serialized_mb(model: nn.Module) -> float:
-    """Size of the model's state dict as torch.save writes it."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell() / 2**20
-
-
-def main(argv: list[str]) -> None:
-    key = argv[0]
-    params = load_params()
-    names = label_names(dataset_params(params, key))
-    cfg = params["export"]
-    require_range("export.batch_size", cfg["batch_size"], 1, 10**6)
-    torch.manual_seed(params["seed"])
-    model, tokenizer, meta = load_classifier(Path("data") / key / "finetune" / "model")
+def main(run: Run) -> None:
+    cfg, key, names = section(ExportConfig, run.params, "export"), run.key, run.labels
+    torch.manual_seed(run.params["seed"])
+    model, tokenizer, meta = load_classifier(model_dir(key))
     test = read_clean(key, "test")
-    labels = encode_labels(test["label"], names, f"data/{key}/clean test")
-    batches = sorted_batches(tokenizer, test["text"].tolist(), meta["max_length"], cfg["batch_size"])
-    with atomic_dir(Path("data") / key / "export") as out:
+    labels = encode_labels(test["label"], names, f"{data_dir(key, 'clean')} test")
+    batches = sorted_batches(tokenizer, test["text"].tolist(), meta["max_length"], cfg.batch_size)
+    with atomic_dir(data_dir(key, "export")) as out:
         backends = build_forms(model, tokenizer, out)
         sizes = {
             "fp32": serialized_mb(model),
@@ -187,11 +32,9 @@ def main(argv: list[str]) -> None:
         }
         forms = score_forms(backends, batches, labels, sizes)
         tokenizer.save_pretrained(out / "tokenizer")
-        pd.DataFrame([{"form": f, **v} for f, v in forms.items()]).to_csv(out / "scores.csv", index=False, float_format="%.6g")
-    write_json(
-        Path("metrics") / key / "export.json",
-        {"forms": forms, "n_test": len(labels), "goal": "at most 1 point of accuracy or F1-macro lost against fp32"},
-    )
+        write_csv(pd.DataFrame([{"form": f, **v} for f, v in forms.items()]), out / "scores.csv")
+    goal = "at most 1 point of accuracy or F1-macro lost against fp32"
+    write_json(metrics_file(key, "export"), {"forms": forms, "n_test": len(labels), "goal": goal})
     for form, r in forms.items():
         print(
             f"[export:{key}] {form}: test acc {r['accuracy']:.4f} ({r['accuracy_delta_vs_fp32']:+.4f}) "
@@ -201,4 +44,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(main, __doc__)

@@ -1,323 +1,46 @@
-"""finetune stage: fine-tune an encoder classifier with the Hugging Face Trainer.
+"""finetune: fine-tune an encoder classifier with the Hugging Face Trainer.
 
     python -m stages.finetune <dataset key> [--resume]
 
-`--resume` (or FINETUNE_RESUME=1 in the environment, e.g. `FINETUNE_RESUME=1 dvc repro`) continues
-an interrupted run from its last checkpoint in checkpoints/<key>/. Runs unchanged under
+`--resume` (or FINETUNE_RESUME=1, e.g. `FINETUNE_RESUME=1 dvc repro`) continues an interrupted run
+from its last checkpoint in checkpoints/<key>/. Runs unchanged under
 `accelerate launch -m stages.finetune <key>` or `torchrun -m stages.finetune <key>` on several GPUs.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import shutil
-import time
 from contextlib import nullcontext
-from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
-import torch
-from datasets import Dataset
-from sklearn.metrics import accuracy_score, f1_score
-from transformers import (
-    DataCollatorWithPadding,
-    EarlyStoppingCallback,
-    PreTrainedTokenizerBase,
-    Trainer,
-    TrainingArguments,
-    set_seed,
-)
-from transformers.utils import is_torch_bf16_gpu_available
-
-from stages.common import (
-    StageError,
-    atomic_dir,
-    dataset_params,
-    load_params,
-    require_choice,
-    require_range,
-    run_main,
-    write_csv,
-    write_json,
-)
-from stages.data import label_names, predictions_frame, read_clean
-from stages.models import (
-    SentimentClassifier,
-    build_model,
-    load_tokenizer,
-    model_max_length,
-    predict_logits,
-    save_classifier,
-)
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-BEST_METRICS = ("loss", "accuracy", "f1_macro")
+from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.paths import CHECKPOINTS, LIVE, data_dir, metrics_file, plots_dir
+from sentiment.stage import Run, run_stage
+from sentiment.training import finetune, is_main_process
 
 
-def is_main_process() -> bool:
-    """Rank 0 under torchrun / `accelerate launch` (both set RANK); a plain run is its own rank 0."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def cpu_supports_bf16() -> bool:
-    """AMX-BF16 or AVX512-BF16 make bf16 autocast pay off on a CPU."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def precision_flags(choice: str) -> dict[str, bool]:
-    """TrainingArguments bf16/fp16/use_cpu for `train.precision` (auto: bf16 where the hardware has it).
-
-    use_cpu is set wherever training runs on the CPU anyway: with it, several processes on a
-    CPU-only machine (torchrun) train one model together (DDP over gloo) instead of each training
-    its own, and bf16 autocast may run on the CPU.
-    """
-    require_choice("train.precision", choice, PRECISIONS)
-    gpu = torch.cuda.is_available()
-    if choice == "auto":
-        if gpu:
-            choice = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            choice = "bf16" if cpu_supports_bf16() else "fp32"
-    if choice == "bf16" and gpu and not torch.cuda.is_bf16_supported():
-        raise StageError("invalid param train.precision=bf16: this GPU has no bf16 (use fp16 or auto)")
-    bf16 = choice == "bf16"
-    # TrainingArguments refuses bf16 without a bf16 accelerator unless told to train on the CPU,
-    # which is where bf16 autocast runs on AMX/AVX512-BF16 machines
-    use_cpu = not (gpu or torch.accelerator.is_available()) or (bf16 and not is_torch_bf16_gpu_available())
-    return {"bf16": bf16, "fp16": choice == "fp16", "use_cpu": use_cpu}
-
-
-def tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
-    """Unpadded token ids (padding happens per batch) plus a `length` column for bucketing."""
-    dataset = Dataset.from_dict({"text": frame["text"].tolist(), "labels": frame["label"].tolist()})
-    encoded = dataset.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-        batched=True,
-        remove_columns=["text"],
-    )
-    return encoded.map(lambda batch: {"length": [len(ids) for ids in batch["input_ids"]]}, batched=True)
-
-
-def compute_metrics(prediction) -> dict[str, float]:
-    preds = prediction.predictions.argmax(axis=-1)
-    labels = prediction.label_ids
-    return {"accuracy": accuracy_score(labels, preds), "f1_macro": f1_score(labels, preds, average="macro")}
-
-
-def validate(model_cfg: dict[str, Any], train_cfg: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> None:
-    """Every param check that can fail, before any training starts."""
-    from stages.models import POOLINGS
-
-    require_choice("model.pooling", model_cfg["pooling"], POOLINGS)
-    require_range("model.dropout", model_cfg["dropout"], 0, 1)
-    require_choice("train.best_metric", train_cfg["best_metric"], BEST_METRICS)
-    require_range("train.learning_rate", train_cfg["learning_rate"], 0, 1, low_open=True)
-    require_range("train.epochs", train_cfg["epochs"], 0, 1000, low_open=True)
-    require_range("train.label_smoothing", train_cfg["label_smoothing"], 0, 1)
-    require_choice("train.freeze_embeddings", train_cfg.get("freeze_embeddings", False), (True, False))
-    limit = model_max_length(model_cfg, tokenizer)
-    if not isinstance(train_cfg["max_length"], int) or not 2 <= train_cfg["max_length"] <= limit:
-        raise StageError(f"invalid param train.max_length={train_cfg['max_length']!r}: {model_cfg['name']} accepts 2..{limit}")
-    precision_flags(train_cfg["precision"])
-
-
-def build_trainable(
-    model_cfg: dict[str, Any], train_cfg: dict[str, Any], tokenizer: PreTrainedTokenizerBase, num_labels: int
-) -> SentimentClassifier:
-    """A fresh classifier with `train.freeze_embeddings` applied."""
-    model = build_model(model_cfg, tokenizer, num_labels, train_cfg["max_length"])
-    if train_cfg.get("freeze_embeddings", False):
-        # the word-embedding matrix is half of MiniLM's weights: frozen, each step skips its dense
-        # gradient and its AdamW update (~15% faster steps here), and words unseen in training keep
-        # embeddings consistent with the rest
-        model.encoder.get_input_embeddings().weight.requires_grad_(False)
-    return model
-
-
-def training_arguments(train_cfg: dict[str, Any], seed: int, output_dir: Path) -> TrainingArguments:
-    best = train_cfg["best_metric"]
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        learning_rate=train_cfg["learning_rate"],
-        weight_decay=train_cfg["weight_decay"],
-        warmup_steps=train_cfg["warmup_ratio"],  # a float < 1 is a ratio of total steps
-        max_grad_norm=train_cfg["max_grad_norm"],
-        label_smoothing_factor=train_cfg["label_smoothing"],
-        num_train_epochs=train_cfg["epochs"],
-        per_device_train_batch_size=train_cfg["batch_size"],
-        per_device_eval_batch_size=train_cfg["eval_batch_size"],
-        gradient_accumulation_steps=train_cfg["grad_accum"],
-        lr_scheduler_type="linear",
-        train_sampling_strategy="group_by_length",
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model=best,
-        greater_is_better=best != "loss",
-        logging_strategy="steps",
-        logging_steps=train_cfg["logging_steps"],
-        torch_compile=train_cfg["torch_compile"],
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        **precision_flags(train_cfg["precision"]),
-    )
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def training_curves(log_history: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-logging-step train loss, per-epoch dev loss/accuracy/F1-macro) from the Trainer's log."""
-    steps = [
-        {"step": r["step"], "epoch": r["epoch"], "train_loss": r["loss"], "learning_rate": r["learning_rate"]}
-        for r in log_history
-        if "loss" in r and "eval_loss" not in r
-    ]
-    epochs = [
-        {"epoch": r["epoch"], "dev_loss": r["eval_loss"], "dev_accuracy": r["eval_accuracy"], "dev_f1_macro": r["eval_f1_macro"]}
-        for r in log_history
-        if "eval_loss" in r
-    ]
-    return pd.DataFrame(steps, columns=["step", "epoch", "train_loss", "learning_rate"]), pd.DataFrame(
-        epochs, columns=["epoch", "dev_loss", "dev_accuracy", "dev_f1_macro"]
-    )
-
-
-def check_checkpoint(checkpoint_dir: Path, model: SentimentClassifier) -> None:
-    """Refuse to resume from a checkpoint whose tensors do not fit the configured model."""
-    from safetensors import safe_open
-
-    last = max(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    with safe_open(str(last / "model.safetensors"), "pt") as f:
-        for name in f.keys():
-            shape = tuple(f.get_slice(name).get_shape())
-            if expected.get(name) != shape:
-                raise StageError(
-                    f"checkpoint {last} does not match the configured model: {name} has shape "
-                    f"{shape}, expected {expected.get(name)} (num_labels or model.* changed?)"
-                )
-
-
-def finetune(
-    key: str,
-    params: dict[str, Any],
-    out_dir: Path | None,
-    checkpoint_dir: Path,
-    *,
-    resume: bool = False,
-    train_fraction: float = 1.0,
-) -> dict[str, Any] | None:
-    """Train, keep the best epoch, write model + predictions under out_dir; return the metrics.
-
-    Under several processes (torchrun, `accelerate launch`) every rank trains its share of each
-    batch; only rank 0 predicts, writes and returns metrics (out_dir is None on the others).
-    """
-    names = label_names(dataset_params(params, key))
-    model_cfg, train_cfg, seed = params["model"], params["train"], params["seed"]
-    tokenizer = load_tokenizer(model_cfg)
-    validate(model_cfg, train_cfg, tokenizer)
-    frames = {split: read_clean(key, split) for split in ("train", "dev", "test")}
-    if train_fraction < 1:
-        frames["train"] = frames["train"].groupby("label", group_keys=False).sample(frac=train_fraction, random_state=seed)
-    data = {split: tokenize(frame, tokenizer, train_cfg["max_length"]) for split, frame in frames.items()}
-    # dev metrics do not depend on row order; length-sorted rows make the per-epoch evaluation's
-    # batches nearly pad-free (the Trainer's eval sampler is sequential)
-    data["dev"] = data["dev"].sort("length")  # Arrow sorts stably
-
-    set_seed(seed)
-    model = build_trainable(model_cfg, train_cfg, tokenizer, len(names))
-    if resume and not any(checkpoint_dir.glob("checkpoint-*")):
-        print(f"[finetune:{key}] nothing to resume in {checkpoint_dir}; starting fresh")
-        resume = False
-    if resume:
-        check_checkpoint(checkpoint_dir, model)
-    if not resume and checkpoint_dir.exists() and is_main_process():
-        shutil.rmtree(checkpoint_dir)
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(train_cfg, seed, checkpoint_dir),
-        train_dataset=data["train"],
-        eval_dataset=data["dev"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=train_cfg["early_stopping_patience"])],
-    )
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.perf_counter() - start
-    print(
-        f"[finetune:{key}] trained on {len(data['train'])} examples in {seconds:.0f}s "
-        f"({trainer.state.num_train_epochs} epochs max, {len(data['train']) * trainer.state.epoch / seconds:.1f} ex/s)"
-    )
-
-    best_epoch = next(
-        (r["epoch"] for r in trainer.state.log_history if "eval_loss" in r and trainer.state.best_global_step == r["step"]), None
-    )
-    if not trainer.is_world_process_zero():
-        return None
-    metrics: dict[str, Any] = {"best_epoch": best_epoch, "epochs_run": trainer.state.epoch}
-    unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
-    (out_dir / "model").mkdir(parents=True, exist_ok=True)
-    save_classifier(
-        unwrapped,
-        tokenizer,
-        out_dir / "model",
-        {"labels": names, "max_length": train_cfg["max_length"], "base_model": model_cfg["name"]},
-    )
-    bf16 = trainer.args.bf16
-    for split in ("dev", "test"):
-        logits = predict_logits(
-            unwrapped, tokenizer, frames[split]["text"].tolist(), train_cfg["max_length"], train_cfg["eval_batch_size"], bf16=bf16
-        )
-        frame = predictions_frame(frames[split]["id"], frames[split]["label"], softmax(logits), names, logits)
-        metrics[split] = {
-            "accuracy": accuracy_score(frame["label"], frame["pred"]),
-            "f1_macro": f1_score(frame["label"], frame["pred"], average="macro"),
-        }
-        frame.to_csv(out_dir / f"finetune_{split}.csv", index=False, float_format="%.6g")
-    metrics["curves"] = training_curves(trainer.state.log_history)
-    return metrics
-
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.finetune", description=__doc__.splitlines()[0])
-    parser.add_argument("key", help="dataset key from params.yaml")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    args = parser.parse_args(argv)
-    key = args.key
-    params = load_params()
-    resume = args.resume or os.environ.get("FINETUNE_RESUME", "") not in ("", "0")
-    checkpoint_dir = Path("checkpoints") / key
-    # one writer: were every rank to swap in its own temporary directory, the last to finish would
-    # replace rank 0's outputs
-    with atomic_dir(Path("data") / key / "finetune") if is_main_process() else nullcontext(None) as out:
-        metrics = finetune(key, params, out, checkpoint_dir, resume=resume)
+def main(run: Run) -> None:
+    key = run.key
+    resume = run.args.resume or os.environ.get("FINETUNE_RESUME", "") not in ("", "0")
+    checkpoints = CHECKPOINTS / key
+    # one writer: were every rank to swap in its own temporary directory, the last to finish would replace rank 0's
+    with atomic_dir(data_dir(key, "finetune")) if is_main_process() else nullcontext(None) as out:
+        metrics = finetune(key, run.params, out, checkpoints, resume=resume, live_dir=LIVE / key)
     if metrics is None:
         return
     steps, epochs = metrics.pop("curves")
-    write_csv(steps, f"plots/{key}/train_loss.csv")
-    write_csv(epochs, f"plots/{key}/dev_curve.csv")
-    write_json(f"metrics/{key}/finetune.json", metrics)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    write_csv(steps, plots_dir(key, "finetune") / "train_loss.csv")
+    write_csv(epochs, plots_dir(key, "finetune") / "dev_curve.csv")
+    write_json(metrics_file(key, "finetune"), metrics)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    dev, test = metrics["dev"], metrics["test"]
     print(
-        f"[finetune:{key}] best epoch {metrics['best_epoch']}: dev acc {metrics['dev']['accuracy']:.4f} "
-        f"F1 {metrics['dev']['f1_macro']:.4f}; test acc {metrics['test']['accuracy']:.4f} F1 {metrics['test']['f1_macro']:.4f}"
+        f"[finetune:{key}] best epoch {metrics['best_epoch']}: dev acc {dev['accuracy']:.4f} F1 {dev['f1_macro']:.4f}; "
+        f"test acc {test['accuracy']:.4f} F1 {test['f1_macro']:.4f}"
     )
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_stage(
+        main,
+        __doc__,
+        arguments=lambda p: p.add_argument("--resume", action="store_true", help="continue from the last checkpoint"),
+    )

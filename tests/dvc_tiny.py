@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from conftest import MIRROR, REPO
+from conftest import MINILM, MIRROR, REPO
 
 SOURCES = {
     "sst2": MIRROR / "datasets/stanfordnlp/sst2/train.parquet",
@@ -48,13 +48,15 @@ def tiny_profile(params: dict, datasets: tuple[str, ...]) -> dict:
         params["datasets"][key].update(source=f"data/sources/{key}.csv", split="pooled")
     params["baseline"].update(grid={"C": [1, 4], "l1_ratio": [0.0]}, cv_folds=2, n_jobs=1)
     params["model"].update(
-        name="scratch", pooling="cls", scratch={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+        name="scratch",
+        tokenizer=MINILM,
+        pooling="cls",
+        scratch={"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
     )
     params["train"].update(epochs=1, max_length=32, batch_size=16, logging_steps=5, precision="fp32")
     params["attention"].update(examples_per_category=1, ig_steps=4, faithfulness_examples=10)
-    params["ablations"].update(
-        datasets=[datasets[0]], pooling=["cls", "mean"], dropout=[0.1], seeds=[1], train_fraction=1.0, max_length=32
-    )
+    params["light"].update(train_fraction=1.0, max_length=32)
+    params["ablations"].update(datasets=[datasets[0]], pooling=["cls", "mean"], dropout=[0.1], seeds=[1])
     return params
 
 
@@ -63,7 +65,8 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
     root.mkdir()
     for name in ("dvc.yaml", "pyproject.toml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "sentiment"):
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     sources = root / "data" / "sources"
     sources.mkdir(parents=True)
     shutil.copy(REPO / "data" / "sources" / "README.md", sources / "README.md")
@@ -71,6 +74,7 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
         pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / f"{key}.csv", index=False)
     params = tiny_profile(yaml.safe_load((REPO / "params.yaml").read_text()), datasets)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(root, sys.executable, "-m", "sentiment.dvc_plots")  # the plots block for the tiny profile's datasets
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
     sh(root, "git", "add", "-A")

@@ -199,3 +199,7 @@ def mcnemar_exact(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) 
     n = a_only + b_only
     p_value = 1.0 if n == 0 else float(stats.binomtest(a_only, n, 0.5).pvalue)
     return {"a_right_b_wrong": a_only, "a_wrong_b_right": b_only, "p_value": p_value}
+
+
+def accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
+    return float(np.mean(labels == preds))

@@ -9,7 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import pandas as pd
 from nltk.tokenize import TweetTokenizer
+from pydantic import Field
+
+from sentiment.config import Section
 
 URL_RE = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 MENTION_RE = re.compile(r"(?<!\w)@\w+")
@@ -99,7 +103,7 @@ def make_normalizer(
     *, remove_stopwords: bool, keep_negations: bool, negations: Iterable[str], lemmatize: bool, stem: bool
 ) -> Normalizer:
     """Build a Normalizer, loading NLTK data (stopwords, WordNet) through the mirror rules."""
-    from stages.hub import ensure_nltk
+    from sentiment.hub import ensure_nltk
 
     stop: frozenset[str] = frozenset()
     if remove_stopwords:
@@ -115,3 +119,71 @@ def make_normalizer(
         lemmatize=lemmatize,
         stem=stem,
     )
+
+
+class CleanParams(Section):
+    """params.yaml `clean`."""
+
+    url_placeholder: str = ""  # "" removes URLs
+    user_placeholder: str = ""  # "" removes @mentions
+    max_repeat: int = Field(2, ge=0, le=100)  # "soooo" -> "soo"; 0 keeps elongations
+    dedup_train: bool = True
+    remove_stopwords: bool = True
+    keep_negations: bool = True  # the `words.negation` list survives stopword removal
+    lemmatize: bool = True
+    stem: bool = False
+
+    def light(self) -> CleanConfig:
+        return CleanConfig(self.url_placeholder, self.user_placeholder, self.max_repeat)
+
+    def normalizer(self, negations: Iterable[str]) -> Normalizer:
+        return make_normalizer(
+            remove_stopwords=self.remove_stopwords,
+            keep_negations=self.keep_negations,
+            negations=negations,
+            lemmatize=self.lemmatize,
+            stem=self.stem,
+        )
+
+
+def clean_split(
+    frame: pd.DataFrame, cfg: CleanParams, normalize: Normalizer, *, dedup: bool
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Clean one split; return it and the rows dropped per reason."""
+    light = cfg.light()
+    out = frame.assign(text=frame["text"].map(lambda t: clean_text(t, light)))
+    empty = out["text"] == ""
+    out = out[~empty]
+    dropped = {"empty_after_cleaning": int(empty.sum()), "duplicate_in_train": 0}
+    if dedup:
+        dup = out.duplicated("text", keep="first")
+        dropped["duplicate_in_train"] = int(dup.sum())
+        out = out[~dup]
+    out = out.assign(text_norm=out["text"].map(normalize))
+    return out[["id", "text", "text_norm", "label"]].reset_index(drop=True), dropped
+
+
+# --- words, as people and word-list slices read them ------------------------------------------
+
+WORD_RE = re.compile(r"[\w']+|n't")
+
+
+def words(text: str) -> list[str]:
+    """Lowercase word tokens; SST-2's split clitics ("does n't") and tweets' ("doesn't") both match n't."""
+    return WORD_RE.findall(text.lower())
+
+
+def has_any(text: str, vocabulary: set[str]) -> bool:
+    """Whether `text` contains a word of `vocabulary` (any "...n't" counts when "n't" is in it)."""
+    negation_suffix = "n't" in vocabulary
+    return any(t in vocabulary or (negation_suffix and t.endswith("n't")) for t in words(text))
+
+
+class WordLists(Section):
+    """params.yaml `words`: named word lists (read as YAML 1.2, so a bare `no` is the word)."""
+
+    negation: list[str]
+    contrast: list[str]
+
+    def sets(self) -> dict[str, set[str]]:
+        return {name: {w.lower() for w in values} for name, values in self.model_dump().items()}

@@ -18,21 +18,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.common import StageError, load_params
-from stages.metrics import scale
-from stages.text import CleanConfig, clean_text
+from sentiment.config import UserError, load_params, section
+from sentiment.io import atomic_path
+from sentiment.metrics import scale
+from sentiment.paths import metrics_file, model_dir
+from sentiment.text import CleanConfig, CleanParams, clean_text
 
 
-def model_dir(dataset: str) -> Path:
-    path = Path("data") / dataset / "finetune" / "model"
+def trained_model(dataset: str) -> Path:
+    path = model_dir(dataset)
     if not (path / "head.json").exists():
-        raise StageError(f"no trained model for {dataset!r} at {path}: run `dvc repro finetune@{dataset}` first")
+        raise UserError(f"no trained model for {dataset!r} at {path}: run `dvc repro finetune@{dataset}` first")
     return path
 
 
 def temperature(dataset: str) -> float:
     """The temperature evaluate fitted on dev, or 1.0 when evaluate has not run."""
-    path = Path("metrics") / dataset / "evaluate.json"
+    path = metrics_file(dataset, "evaluate")
     if not path.exists():
         return 1.0
     return float(json.loads(path.read_text())["models"].get("finetune", {}).get("temperature", 1.0))
@@ -44,7 +46,7 @@ def decode(raw: bytes, source: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise StageError(f"{source}: line {line} is not valid UTF-8 ({err.reason} at byte {err.start})") from None
+        raise UserError(f"{source}: line {line} is not valid UTF-8 ({err.reason} at byte {err.start})") from None
 
 
 def read_texts(source: str, fmt: str | None, text_column: str) -> list[str]:
@@ -54,19 +56,43 @@ def read_texts(source: str, fmt: str | None, text_column: str) -> list[str]:
     else:
         path = Path(source)
         if not path.exists():
-            raise StageError(f"input file not found: {source}")
+            raise UserError(f"input file not found: {source}")
         raw, fmt = path.read_bytes(), fmt or {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix, "txt")
     text = decode(raw, "stdin" if source == "-" else source)
     if fmt == "txt":
         return text.splitlines()
-    frame = (
-        pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        if fmt == "csv"
-        else pd.read_json(io.StringIO(text), lines=True, dtype=False)
-    )
+    where = "stdin" if source == "-" else source
+    frame = read_csv_text(text, where) if fmt == "csv" else read_jsonl_text(text, where)
     if text_column not in frame.columns:
-        raise StageError(f"{source}: missing column {text_column!r} (has {list(frame.columns)}); set --text-column")
+        raise UserError(f"{where}: missing column {text_column!r} (has {list(frame.columns)}); set --text-column")
     return frame[text_column].fillna("").astype(str).tolist()
+
+
+def read_jsonl_text(text: str, where: str) -> pd.DataFrame:
+    """One JSON object per line (blank lines skipped); a malformed line is an error naming it."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: line {number} is not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: line {number} is a JSON {type(row).__name__}, expected an object with a text field")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def read_csv_text(text: str, where: str) -> pd.DataFrame:
+    """A CSV with a header; a malformed row is an error naming its line (pandas' parser reports it)."""
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{where}: empty CSV (expected a header line)") from None
+    except pd.errors.ParserError as err:
+        reason = str(err).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
+        raise UserError(f"{where}: malformed CSV: {reason}") from None
 
 
 @contextmanager
@@ -85,24 +111,24 @@ def no_loading_bar() -> Iterator[None]:
 
 def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
     """(model, tokenizer, head metadata) of a dataset's fine-tuned model; kwargs go to load_classifier."""
-    from stages.models import load_classifier
+    from sentiment.models import load_classifier
 
     with no_loading_bar():
-        return load_classifier(model_dir(dataset), **kwargs)
+        return load_classifier(trained_model(dataset), **kwargs)
 
 
 def clean_config() -> CleanConfig:
+    """The pipeline's light cleaning (params.yaml `clean`), or the defaults outside a checkout."""
     try:
-        cfg = load_params()["clean"]
-        return CleanConfig(cfg["url_placeholder"], cfg["user_placeholder"], cfg["max_repeat"])
-    except (StageError, KeyError):
+        return section(CleanParams, load_params(), "clean").light()
+    except UserError:
         return CleanConfig()
 
 
 def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, int]]:
     """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows."""
 
-    from stages.models import predict_logits
+    from sentiment.models import predict_logits
 
     model, tokenizer, meta = load_model(dataset)
     cfg = clean_config()
@@ -129,8 +155,6 @@ def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
     if target == "-":
         sys.stdout.write(text)
     else:
-        from stages.common import atomic_path
-
         with atomic_path(target) as tmp:
             tmp.write_text(text, encoding="utf-8")
 
@@ -145,38 +169,45 @@ def cmd_predict(args: argparse.Namespace) -> None:
     write_output(frame, args.output, args.output_format)
 
 
+def attention_config(ig_steps: int | None):
+    """params.yaml `attention` (IG baseline, steps, tolerance), or its defaults outside a checkout."""
+    from sentiment.attribution import AttentionConfig
+
+    try:
+        cfg = section(AttentionConfig, load_params(), "attention")
+    except UserError:
+        cfg = AttentionConfig()
+    return cfg.model_copy(update={"layers": [-1], **({"ig_steps": ig_steps} if ig_steps else {})})
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
-    from stages.attention import attention_heatmap, explain_example, visible
+    from sentiment.attribution import attention_heatmap, explain_example
 
     if args.file:
-        text = decode(Path(args.file).read_bytes(), args.file) if Path(args.file).exists() else None
-        if text is None:
-            raise StageError(f"input file not found: {args.file}")
+        if not Path(args.file).exists():
+            raise UserError(f"input file not found: {args.file}")
+        text = decode(Path(args.file).read_bytes(), args.file)
     elif args.text:
         text = args.text
     else:
-        raise StageError("give a text or --file")
+        raise UserError("give a text or --file")
     text = clean_text(text.strip(), clean_config())
     if not text:
-        raise StageError("the text is empty after cleaning")
-    model, tokenizer, meta = load_model(args.dataset, attn_implementation="eager")
-    cfg = {"layers": [-1], "ig_steps": args.ig_steps}
-    result = explain_example(model, tokenizer, text, meta["max_length"], cfg)
+        raise UserError("the text is empty after cleaning")
+    model, tokenizer, meta = load_model(args.dataset, need_attention_weights=True)
+    result = explain_example(model, tokenizer, text, meta["max_length"], attention_config(args.ig_steps))
     names = meta["labels"]
     probs = scale(np.log(np.clip(result["probs"][None, :], 1e-12, 1)), temperature(args.dataset))[0]
     print(f"prediction: {names[int(probs.argmax())]}")
     print("probabilities: " + ", ".join(f"{n} {p:.3f}" for n, p in zip(names, probs, strict=True)))
-    view = visible(result["tokens"], False)
-    tokens = result["tokens"][view]
+    words = result["words"]
     for method, scores in result["scores"].items():
-        top = np.argsort(-scores[view], kind="stable")[: args.top]
-        print(f"{method}: " + ", ".join(f"{tokens[i]} ({scores[view][i]:+.3f})" for i in top))
-    attention_heatmap(
-        Path(args.output),
-        tokens,
-        {k: v[view, view] for k, v in result["layers"].items()},
-        f"{args.dataset}: predicted {names[int(probs.argmax())]}",
-    )
+        top = np.argsort(-scores, kind="stable")[: args.top]
+        print(f"{method}: " + ", ".join(f"{words[i]} ({scores[i]:+.3f})" for i in top))
+    ig = result["ig"]
+    gap = f"completeness gap {ig['relative_delta']:.1%} of the output change"
+    print(f"integrated gradients: {ig['baseline']} baseline, {ig['steps']} steps, {gap}")
+    attention_heatmap(Path(args.output), words, result["layers"], f"{args.dataset}: predicted {names[int(probs.argmax())]}")
     print(f"heatmap: {args.output}")
 
 
@@ -197,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--file", help="read the text from this file instead")
     e.add_argument("--dataset", default="sst2", help="whose fine-tuned model to use (params.yaml datasets key)")
     e.add_argument("--top", type=int, default=5, help="tokens listed per method")
-    e.add_argument("--ig-steps", type=int, default=32)
+    e.add_argument("--ig-steps", type=int, help="first integrated-gradients step count (default: params.yaml attention.ig_steps)")
     e.add_argument("--output", default="explain.png", help="where to write the heatmap PNG")
     e.set_defaults(func=cmd_explain)
     return root
@@ -207,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except StageError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 

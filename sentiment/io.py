@@ -1,66 +1,21 @@
-"""Shared plumbing for every stage: params, one-line errors, atomic writes."""
+"""Writing outputs: atomically (a failed stage leaves no half-written file), deterministically
+(sorted keys, rounded floats, no timestamps), so a forced rerun is byte-identical."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from ruamel.yaml import YAML
 
-PARAMS_FILE = Path("params.yaml")
-
-
-class StageError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
-
-
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """Read params.yaml (DVC runs every stage from the repository root).
-
-    Read as YAML 1.2, as DVC reads and rewrites it (`dvc exp run -S`): a bare `no` is the word,
-    not the YAML 1.1 boolean PyYAML would make of it.
-    """
-    if not path.exists():
-        raise StageError(f"params file not found: {path}")
-    with path.open() as f:
-        return YAML(typ="safe", pure=True).load(f)
-
-
-def dataset_params(params: dict[str, Any], key: str) -> dict[str, Any]:
-    """The `datasets.<key>` section, or a one-line error naming the key."""
-    datasets = params.get("datasets", {})
-    if key not in datasets:
-        raise StageError(f"unknown dataset key {key!r} (params.yaml datasets: {sorted(datasets)})")
-    return datasets[key]
-
-
-def require_choice(name: str, value: Any, choices: list[Any] | tuple[Any, ...]) -> Any:
-    """Validate a categorical param before any work starts."""
-    if value not in choices:
-        raise StageError(f"invalid param {name}={value!r}: expected one of {list(choices)}")
-    return value
-
-
-def require_range(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> Any:
-    """Validate a numeric param lies in [low, high] (or (low, high] with low_open)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (low < value if low_open else low <= value) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise StageError(f"invalid param {name}={value!r}: expected a number in {bracket}{low}, {high}]")
-    return value
-
-
-# --- atomic outputs ---------------------------------------------------------
+from sentiment.config import UserError
 
 
 @contextmanager
@@ -100,6 +55,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
@@ -116,6 +73,7 @@ def write_json(path: Path | str, obj: Any) -> None:
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> None:
+    """CSV with 6 significant digits and \\n line ends (the format of every committed table)."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
 
@@ -128,14 +86,31 @@ def write_parquet(df: pd.DataFrame, path: Path | str) -> None:
 def read_parquet(path: Path | str, columns: list[str] | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
-        raise StageError(f"missing input file: {path} (run `dvc repro` to build it)")
+        raise UserError(f"missing input file: {path} (run `dvc repro` to build it)")
     return pd.read_parquet(path, columns=columns)
 
 
-def run_main(main: Callable[[list[str]], None]) -> None:
-    """Run a stage's main(argv); turn a StageError into one line on stderr and exit 1."""
-    try:
-        main(sys.argv[1:])
-    except StageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+def read_json(path: Path | str, stage_hint: str = "") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"missing input file: {path} (run `dvc repro{' ' + stage_hint if stage_hint else ''}`)")
+    return json.loads(path.read_text())
+
+
+def save_figure(fig: Any, path: Path | str, dpi: int = 110) -> None:
+    """Save a matplotlib figure without the Software/date metadata (byte-identical reruns), then close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -5,14 +5,14 @@ those libraries; this inlines its bundle into `.dvc/offline_plots.html` (not com
 third-party JavaScript is rebuilt from the installed package by `setup.sh`), which
 `.dvc/config` names as `plots.html_template`.
 
-    python -m stages.plots_template
+    python -m sentiment.plots_template
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import atomic_path
+from sentiment.io import atomic_path
 
 TEMPLATE = Path(".dvc") / "offline_plots.html"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.common import StageError
+from sentiment.config import UserError
 
 MIRROR_ENV = "HUB_MIRROR"
 LOCAL_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
@@ -28,9 +28,9 @@ def mirror_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def _absent(kind: str, hub_id: str) -> StageError:
+def _absent(kind: str, hub_id: str) -> UserError:
     where = f"{MIRROR_ENV}={os.environ.get(MIRROR_ENV)}" if mirror_dir() else f"{MIRROR_ENV} unset"
-    return StageError(
+    return UserError(
         f"{kind} {hub_id!r} is not in the local mirror ({where}) and the Hub cannot be reached"
         f"{' (HF_HUB_OFFLINE=1)' if offline() else ''}"
     )
@@ -61,7 +61,14 @@ def load_pretrained(loader, name: str, **kwargs):
     except OSError as err:
         if target == name and not Path(name).is_dir():
             raise _absent("model", name) from err
-        raise StageError(f"cannot load model {name!r} from {target}: {str(err).splitlines()[0]}") from err
+        raise UserError(f"cannot load model {name!r} from {target}: {_first_line(err)}") from err
+    except (ValueError, KeyError, ImportError, RuntimeError) as err:  # unknown family, unsupported option, bad weights
+        raise UserError(f"cannot load model {name!r} from {target}: {_first_line(err)}") from err
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_source(source: str) -> dict[str, pd.DataFrame]:
@@ -73,7 +80,7 @@ def load_source(source: str) -> dict[str, pd.DataFrame]:
     path = Path(source)
     if path.suffix.lower() in LOCAL_SUFFIXES:
         if not path.exists():
-            raise StageError(f"dataset file not found: {source}")
+            raise UserError(f"dataset file not found: {source}")
         sep = LOCAL_SUFFIXES[path.suffix.lower()]
         frame = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
         return {"train": frame}
@@ -81,7 +88,7 @@ def load_source(source: str) -> dict[str, pd.DataFrame]:
     if target != source:
         files = sorted(Path(target).glob("*.parquet"))
         if not files:
-            raise StageError(f"mirror directory {target} holds no <split>.parquet files")
+            raise UserError(f"mirror directory {target} holds no <split>.parquet files")
         return {f.stem: pd.read_parquet(f) for f in files}
     import datasets  # only needed online
 
@@ -102,7 +109,7 @@ def ensure_nltk(resource: str, package: str) -> None:
     except LookupError:
         pass
     if not nltk.download(package, quiet=True, raise_on_error=False):
-        raise StageError(
+        raise UserError(
             f"NLTK resource {resource!r} not found (NLTK_DATA={os.environ.get('NLTK_DATA', 'unset')})"
             f" and nltk.download({package!r}) failed"
         )

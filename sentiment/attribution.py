@@ -1,0 +1,403 @@
+"""Explaining the classifier: raw attention, attention rollout, integrated gradients (IG), shown per
+word, and the ERASER faithfulness scores (comprehensiveness, sufficiency) that compare them.
+
+IG holds for every encoder family because it is computed on the input embeddings (the model's own
+`get_input_embeddings()`), with the position ids and token types the model uses for the input passed
+explicitly to every forward, so the baseline is evaluated at the same positions as the input (RoBERTa-
+style models otherwise derive positions from padding). The step count doubles until the completeness
+gap |sum(attributions) - (f(x) - f(baseline))| is within `ig_tolerance` of |f(x) - f(baseline)|.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field, PositiveInt
+from torch import nn
+
+from sentiment.config import Section
+from sentiment.data import prob_columns
+from sentiment.io import pyplot, save_figure
+from sentiment.models import SentimentClassifier, length_sorted_batches
+from sentiment.text import has_any
+
+Baseline = Literal["auto", "pad", "mask", "zero"]
+METHODS = ("attention", "rollout", "integrated_gradients")
+
+
+class AttentionConfig(Section):
+    """params.yaml `attention`."""
+
+    examples_per_category: int = Field(2, ge=0)  # negation, contrast and failure examples from test
+    max_words: PositiveInt = 30
+    layers: list[int] = [0, -1]  # attention heatmaps for these layers (heads averaged)
+    ig_baseline: Baseline = "auto"
+    ig_steps: int = Field(16, ge=2, le=4096)  # first try; doubled until converged
+    ig_max_steps: int = Field(256, ge=2, le=4096)
+    ig_tolerance: float = Field(0.05, gt=0)  # allowed |completeness gap| / |f(x) - f(baseline)|
+    faithfulness_examples: PositiveInt = 200
+    fractions: list[float] = [0.01, 0.05, 0.1, 0.2, 0.5]
+
+
+# --- attention and rollout -----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def attentions(model: SentimentClassifier, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(layers, heads, seq, seq) attention probabilities for one example (batch of one, no padding)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+    if not out.attentions or out.attentions[0] is None:
+        raise RuntimeError("the encoder returned no attentions: load it with need_attention_weights=True")
+    return torch.stack([a[0] for a in out.attentions]).float().cpu()
+
+
+def rollout(attention: torch.Tensor) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): heads averaged, residual added as 0.5·A + 0.5·I,
+    rows renormalised, then the layers multiplied from the first up. (layers, heads, s, s) -> (s, s)."""
+    seq = attention.shape[-1]
+    result = torch.eye(seq)
+    for layer in attention:
+        mixed = 0.5 * layer.mean(dim=0) + 0.5 * torch.eye(seq)
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        result = mixed @ result
+    return result
+
+
+def pooled_row(matrix: torch.Tensor, pooling: str) -> np.ndarray:
+    """Token scores seen from the sentence vector: the CLS row, or the mean of all rows for mean pooling."""
+    row = matrix[0] if pooling == "cls" else matrix.mean(dim=0)
+    return row.numpy()
+
+
+def attention_scores(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor, target: int) -> np.ndarray:
+    """Last layer's attention, heads averaged, as seen from the pooled vector."""
+    return pooled_row(attentions(model, input_ids, mask)[-1].mean(dim=0), model.pooling)
+
+
+def rollout_scores(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor, target: int) -> np.ndarray:
+    return pooled_row(rollout(attentions(model, input_ids, mask)), model.pooling)
+
+
+# --- integrated gradients ---------------------------------------------------------------------------
+
+
+def absolute_positions(model: SentimentClassifier) -> nn.Embedding | None:
+    """The encoder's absolute position-embedding table, when it has one added before its LayerNorm."""
+    table = getattr(getattr(model.encoder, "embeddings", None), "position_embeddings", None)
+    return table if isinstance(table, nn.Embedding) else None
+
+
+def resolve_baseline(model: SentimentClassifier, tokenizer, choice: Baseline) -> str:
+    """`auto`: padding where absolute position embeddings make each baseline row distinct (BERT, RoBERTa,
+    MPNet, …); [MASK] for relative/rotary families (DeBERTa-v3, ModernBERT), whose all-padding baseline
+    is one point repeated; zero embeddings where there is no mask token."""
+    if choice != "auto":
+        return choice
+    if absolute_positions(model) is not None:
+        return "pad"
+    return "mask" if tokenizer.mask_token_id is not None else "zero"
+
+
+def model_positions(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """The position ids the model itself uses for `input_ids` (read off its position table), or None."""
+    table = absolute_positions(model)
+    if table is None or "position_ids" not in model.encoder_inputs:
+        return None
+    seen: list[torch.Tensor] = []
+    handle = table.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            model(input_ids=input_ids, attention_mask=mask)
+    finally:
+        handle.remove()
+    return seen[0].expand_as(input_ids) if seen else None
+
+
+def integrated_gradients(
+    model: SentimentClassifier,
+    tokenizer,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    target: int,
+    cfg: AttentionConfig,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-token IG attributions (summed over the embedding; special tokens kept as in the input) and
+    {baseline, steps, delta (absolute), relative_delta, converged}."""
+    from captum.attr import IntegratedGradients
+
+    positions = model_positions(model, input_ids, mask)
+    token_types = torch.zeros_like(input_ids) if "token_type_ids" in model.encoder_inputs else None
+
+    def forward(embeds: torch.Tensor) -> torch.Tensor:
+        n = embeds.shape[0]
+        extra = {k: v.expand(n, -1) for k, v in (("position_ids", positions), ("token_type_ids", token_types)) if v is not None}
+        logits = model(inputs_embeds=embeds, attention_mask=mask.expand(n, -1), **extra).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+    kind = resolve_baseline(model, tokenizer, cfg.ig_baseline)
+    embedding = model.encoder.get_input_embeddings()
+    special = tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True)
+    content = ~torch.tensor(special, dtype=torch.bool, device=input_ids.device)  # the baseline keeps special tokens
+    with torch.no_grad():
+        embeds = embedding(input_ids)
+        if kind == "zero":
+            base = embeds.clone()
+            base[:, content] = 0.0
+        else:
+            ids = input_ids.clone()
+            ids[:, content] = tokenizer.pad_token_id if kind == "pad" else tokenizer.mask_token_id
+            base = embedding(ids)
+        gap = float(forward(embeds)[0, target] - forward(base)[0, target])
+    steps = cfg.ig_steps
+    ig = IntegratedGradients(forward)
+    while True:
+        attributions, delta = ig.attribute(
+            embeds, baselines=base, target=target, n_steps=steps, internal_batch_size=steps, return_convergence_delta=True
+        )
+        delta = abs(float(delta.item()))
+        converged = delta <= cfg.ig_tolerance * abs(gap) or delta < 1e-4
+        if converged or steps * 2 > cfg.ig_max_steps:
+            break
+        steps *= 2
+    info = {
+        "baseline": kind,
+        "steps": steps,
+        "delta": delta,
+        "relative_delta": delta / max(abs(gap), 1e-12),
+        "converged": converged,
+    }
+    return attributions.sum(dim=-1)[0].detach().float().cpu().numpy(), info
+
+
+# --- words, not pieces ----------------------------------------------------------------------------
+
+
+def word_groups(encoding, text: str) -> list[tuple[str, list[int]]]:
+    """(word as written in `text`, its token positions) for every word, special tokens left out.
+
+    Uses the fast tokenizer's own word ids and character offsets, so `##ing`, `Ġplot` and `▁wit`
+    come back as the words they are part of, spelled as in the text.
+    """
+    ids = encoding.word_ids(0)
+    offsets = encoding["offset_mapping"][0].tolist()
+    groups: dict[int, list[int]] = {}
+    for position, word in enumerate(ids):
+        if word is not None:
+            groups.setdefault(word, []).append(position)
+    words = []
+    for positions in groups.values():
+        start, end = offsets[positions[0]][0], offsets[positions[-1]][1]
+        words.append((text[start:end].strip() or text[start:end], positions))
+    return words
+
+
+def per_word(scores: np.ndarray, groups: list[tuple[str, list[int]]], how: str) -> np.ndarray:
+    """Token scores -> word scores: `sum` for attributions (they add up to the output change), `mean` for attention."""
+    reduce = np.sum if how == "sum" else np.mean
+    return np.array([reduce(scores[positions]) for _, positions in groups])
+
+
+def per_word_matrix(matrix: np.ndarray, groups: list[tuple[str, list[int]]]) -> np.ndarray:
+    """A token x token attention map averaged over each word's pieces, on both axes."""
+    rows = np.stack([matrix[positions].mean(axis=0) for _, positions in groups])
+    return np.stack([rows[:, positions].mean(axis=1) for _, positions in groups], axis=1)
+
+
+def explain_example(model: SentimentClassifier, tokenizer, text: str, max_length: int, cfg: AttentionConfig) -> dict[str, Any]:
+    """Prediction, and per-word scores of each method for one text (IG summed, attention averaged per word)."""
+    enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt", return_offsets_mapping=True)
+    on = next(model.parameters()).device
+    ids, mask = enc["input_ids"].to(on), enc["attention_mask"].to(on)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)[0].cpu().numpy()
+    target = int(probs.argmax())
+    att = attentions(model, ids, mask)
+    ig, ig_info = integrated_gradients(model, tokenizer, ids, mask, target, cfg)
+    groups = word_groups(enc, text)
+    return {
+        "words": [w for w, _ in groups],
+        "probs": probs,
+        "target": target,
+        "layers": {f"layer {i % len(att)}": per_word_matrix(att[i].mean(dim=0).numpy(), groups) for i in cfg.layers},
+        "scores": {
+            "attention": per_word(attention_scores(model, ids, mask, target), groups, "mean"),
+            "rollout": per_word(rollout_scores(model, ids, mask, target), groups, "mean"),
+            "integrated_gradients": per_word(ig, groups, "sum"),
+        },
+        "ig": ig_info,
+    }
+
+
+# --- which test rows to show ------------------------------------------------------------------------
+
+
+def select_examples(
+    test: pd.DataFrame, preds: pd.DataFrame, names: list[str], word_lists: dict[str, set[str]], k: int, max_words: int
+) -> pd.DataFrame:
+    """k test rows per category (each word list, then failures), deterministic: word-list rows are the
+    first k by id among rows of 6..max_words words; failures are the highest-confidence errors."""
+    frame = test.merge(preds[["id", "pred", *prob_columns(names)]], on="id")
+    frame["confidence"] = frame[prob_columns(names)].max(axis=1)
+    n_words = frame["text"].str.split().str.len()
+    readable = frame[(n_words >= 6) & (n_words <= max_words)].sort_values("id")
+    chosen = []
+    for category, vocab in word_lists.items():
+        rows = readable[readable["text"].map(lambda t, v=vocab: has_any(t, v))].head(k)
+        chosen.append(rows.assign(category=category))
+    errors = frame[(frame["label"] != frame["pred"]) & (n_words <= max_words)]
+    chosen.append(errors.sort_values(["confidence", "id"], ascending=[False, True]).head(k).assign(category="failure"))
+    selected = pd.concat(chosen, ignore_index=True)
+    selected["name"] = selected["category"] + selected.groupby("category").cumcount().astype(str)
+    return selected
+
+
+# --- figures ------------------------------------------------------------------------------------------
+
+
+def word_strip(path: Path, words: list[str], scores: np.ndarray, title: str) -> None:
+    """One row of words coloured by score (diverging when scores have both signs)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(words)), 1.8))
+    limit = float(np.abs(scores).max()) or 1.0
+    signed = bool((scores < 0).any())
+    ax.imshow(scores[None, :], cmap="RdBu_r" if signed else "Reds", vmin=-limit if signed else 0, vmax=limit, aspect="auto")
+    ax.set_xticks(range(len(words)), words, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
+def attention_heatmap(path: Path, words: list[str], maps: dict[str, np.ndarray], title: str) -> None:
+    """Word x word attention maps side by side (one per layer)."""
+    plt = pyplot()
+    size = max(3.0, 0.32 * len(words))
+    fig, axes = plt.subplots(1, len(maps), figsize=(size * len(maps) + 1, size + 1), squeeze=False)
+    for ax, (label, matrix) in zip(axes[0], maps.items(), strict=True):
+        ax.imshow(matrix, cmap="viridis")
+        ax.set_xticks(range(len(words)), words, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(words)), words, fontsize=7)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+
+
+# --- faithfulness ---------------------------------------------------------------------------------------
+
+Scorer = Callable[[SentimentClassifier, torch.Tensor, torch.Tensor, int], np.ndarray]
+
+
+@torch.no_grad()
+def class_probability(model: SentimentClassifier, sequences: list[list[int]], target: list[int], pad_id: int) -> np.ndarray:
+    """p(target | sequence) for a batch of token-id lists of different lengths."""
+    on = next(model.parameters()).device
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    probs = torch.softmax(model(input_ids=ids.to(on), attention_mask=mask.to(on)).logits.float(), dim=-1).cpu()
+    return probs[torch.arange(len(sequences)), torch.tensor(target)].numpy()
+
+
+def erasure_variants(ids: list[int], scores: np.ndarray, fraction: float) -> tuple[list[int], list[int]]:
+    """(ids without the top-scored tokens, ids with only them), special tokens [first, last] kept.
+
+    At least one content token is ranked top; ties are broken by position.
+    """
+    content = np.arange(1, len(ids) - 1)
+    k = max(1, int(round(fraction * len(content))))
+    order = content[np.lexsort((content, -scores[content]))]
+    top = set(order[:k].tolist())
+    without = [t for i, t in enumerate(ids) if i not in top]
+    only = [t for i, t in enumerate(ids) if i in top or i in (0, len(ids) - 1)]
+    return without, only
+
+
+def batched_probability(
+    model: SentimentClassifier, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int
+) -> np.ndarray:
+    """class_probability over batches of similar length (little padding), in the input order."""
+    result = np.zeros(len(sequences))
+    for rows in length_sorted_batches(sequences, batch_size):
+        result[rows] = class_probability(model, [sequences[i] for i in rows], [targets[i] for i in rows], pad_id)
+    return result
+
+
+def faithfulness(
+    model: SentimentClassifier,
+    examples: list[list[int]],
+    scores: list[np.ndarray],
+    targets: list[int],
+    fractions: list[float],
+    pad_id: int,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """ERASER comprehensiveness (drop in p(target) when the top-k% tokens are removed; higher is
+    more faithful) and sufficiency (drop when only they are kept; lower is better), averaged
+    over the fractions and examples (DeYoung et al. 2020)."""
+    full = batched_probability(model, examples, targets, pad_id, batch_size)
+    comp, suff = [], []
+    for fraction in fractions:
+        variants = [erasure_variants(ids, s, fraction) for ids, s in zip(examples, scores, strict=True)]
+        p_without = batched_probability(model, [v[0] for v in variants], targets, pad_id, batch_size)
+        p_only = batched_probability(model, [v[1] for v in variants], targets, pad_id, batch_size)
+        comp.append(np.mean(full - p_without))
+        suff.append(np.mean(full - p_only))
+    return {"comprehensiveness": float(np.mean(comp)), "sufficiency": float(np.mean(suff))}
+
+
+def faithfulness_report(
+    model: SentimentClassifier, tokenizer, texts: list[str], preds: list[int], max_length: int, cfg: AttentionConfig, seed: int
+) -> dict[str, Any]:
+    """Each method (and a random control) scored by ERASER on the first `faithfulness_examples` texts of >= 5 tokens."""
+    on = next(model.parameters()).device
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    keep = [i for i, ids in enumerate(encoded) if len(ids) >= 5][: cfg.faithfulness_examples]
+    examples, targets = [encoded[i] for i in keep], [preds[i] for i in keep]
+    rng = np.random.default_rng(seed)
+    scores: dict[str, list[np.ndarray]] = {m: [] for m in (*METHODS, "random")}
+    ig_runs = []
+    for ids, target in zip(examples, targets, strict=True):
+        t = torch.tensor([ids], device=on)
+        m = torch.ones_like(t)
+        scores["attention"].append(attention_scores(model, t, m, target))
+        scores["rollout"].append(rollout_scores(model, t, m, target))
+        ig, info = integrated_gradients(model, tokenizer, t, m, target, cfg)
+        scores["integrated_gradients"].append(ig)
+        ig_runs.append(info)
+        scores["random"].append(rng.random(len(ids)))
+    results = {
+        name: faithfulness(model, examples, s, targets, cfg.fractions, tokenizer.pad_token_id) for name, s in scores.items()
+    }
+    control = results["random"]
+    for name in METHODS:
+        results[name]["beats_random_comprehensiveness"] = results[name]["comprehensiveness"] > control["comprehensiveness"]
+        results[name]["beats_random_sufficiency"] = results[name]["sufficiency"] < control["sufficiency"]
+    unconverged = sum(not r["converged"] for r in ig_runs)
+    if unconverged:
+        print(
+            f"warning: integrated gradients did not reach attention.ig_tolerance on {unconverged} of {len(ig_runs)} examples "
+            f"within attention.ig_max_steps={cfg.ig_max_steps}",
+            file=sys.stderr,
+        )
+    return {
+        "methods": results,
+        "n_examples": len(examples),
+        "fractions": cfg.fractions,
+        "integrated_gradients": {
+            "baseline": ig_runs[0]["baseline"] if ig_runs else None,
+            "relative_delta_mean": float(np.mean([r["relative_delta"] for r in ig_runs])) if ig_runs else None,
+            "relative_delta_max": float(np.max([r["relative_delta"] for r in ig_runs])) if ig_runs else None,
+            "steps_mean": float(np.mean([r["steps"] for r in ig_runs])) if ig_runs else None,
+            "unconverged": unconverged,
+        },
+    }
