@@ -67,7 +67,7 @@ def main() -> None:
     subprocess.run(["dvc", "plots", "show", "-o", args.out], check=True, capture_output=True)
     html = Path(args.out) / "index.html"
     if "cdn.jsdelivr" in html.read_text():
-        sys.exit(f"{html} loads vega from a CDN: run `python -m stages.plots_template` (setup.sh does)")
+        sys.exit(f"{html} loads vega from a CDN: run `python -m sentiment.plots_template` (setup.sh does)")
     plots, drawn, std = check(html, Path(args.screenshot))
     print(f"{html}: {plots} plots declared, {drawn} charts drawn, screenshot pixel std {std:.1f} ({args.screenshot})")
     if plots == 0 or drawn < plots or std < 1.0:

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stages.data import read_clean
-from stages.export import backend_logits, onnx_backend, quantize_int8, sorted_batches, torch_backend
-from stages.models import load_classifier
+from sentiment.data import read_clean
+from sentiment.export import backend_logits, onnx_backend, quantize_int8, sorted_batches, torch_backend
+from sentiment.models import load_classifier
 
 
 def single_latencies(run, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--single", type=int, default=200, help="texts timed one by one")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--save", metavar="NAME", help="also write docs/results/inference_NAME.json (committed)")
     args = parser.parse_args()
     export_dir = Path("data") / args.dataset / "export"
     if not (export_dir / "model_int8.onnx").exists():
@@ -62,6 +63,7 @@ def main() -> None:
         "torch_int8": torch_backend(quantize_int8(model)),
         "onnx": onnx_backend(export_dir / "model.onnx"),
         "onnx_int8": onnx_backend(export_dir / "model_int8.onnx"),
+        "onnx_optimized_int8": onnx_backend(export_dir / "model_optimized_int8.onnx"),
     }
     print(f"{args.dataset}: {len(texts)} test texts, torch threads {torch.get_num_threads()}, batch size {args.batch_size}")
     rows = {}
@@ -94,6 +96,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"wrote {out}")
+    if args.save:
+        saved = Path("docs/results") / f"inference_{args.save}.json"
+        report = {"dataset": args.dataset, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(), "forms": rows}
+        saved.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {saved}")
 
 
 if __name__ == "__main__":

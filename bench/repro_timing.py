@@ -4,6 +4,11 @@ param change reruns only evaluate and what reads its outputs. Prints the figures
     python bench/repro_timing.py                      # dvc repro, timed per stage
     python bench/repro_timing.py --checks             # then the no-op and evaluate-param checks
     python bench/repro_timing.py --checks-only        # only the checks (the pipeline already ran)
+    python bench/repro_timing.py --save NAME --note "what else ran"   # also keep it as docs/results/repro_NAME.json
+    python bench/repro_timing.py --from bench/results/repro_timing.json --save NAME   # keep an earlier run
+
+`--save` records the machine (CPU model, cores) beside the timings; docs/experiments.md is generated
+from those files by `python -m sentiment.report`.
 
 A stage's time runs from DVC's "Running stage" line to the next stage's (so it includes DVC's
 own hashing and lock update). Timings are written to bench/results/, never to metrics/.
@@ -22,6 +27,26 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 RESULTS = Path("bench/results")
+SAVED = Path("docs/results")
+
+
+def machine() -> str:
+    """CPU model and core count, as the timings depend on them."""
+    import os
+
+    model = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "unknown CPU",
+        )
+        if Path("/proc/cpuinfo").exists()
+        else "unknown CPU"
+    )
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def timed_repro(extra: list[str] | None = None, echo: bool = True) -> tuple[float, list[tuple[str, float]]]:
@@ -82,8 +107,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", action="store_true", help="after the timed run, the no-op and evaluate-param checks")
     parser.add_argument("--checks-only", action="store_true", help="only the checks")
+    parser.add_argument("--save", metavar="NAME", help="also write docs/results/repro_NAME.json (committed)")
+    parser.add_argument("--note", default="", help="with --save: what else ran on the machine, or what changed")
+    parser.add_argument("--from", dest="source", type=Path, help="with --save: keep this earlier raw result instead of running")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.source:
+        save(json.loads(args.source.read_text()), args.save, args.note)
+        return
     report: dict = {}
     if not args.checks_only:
         wall, stages = timed_repro()
@@ -97,6 +128,19 @@ def main() -> None:
     out = RESULTS / ("repro_checks.json" if args.checks_only else "repro_timing.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
+    if args.save:
+        save(report, args.save, args.note)
+
+
+def save(report: dict, name: str | None, note: str) -> None:
+    if not name:
+        raise SystemExit("--from needs --save NAME")
+    SAVED.mkdir(parents=True, exist_ok=True)
+    path = SAVED / f"repro_{name}.json"
+    path.write_text(
+        json.dumps({"machine": report.get("machine") or machine(), "note": note, **report}, indent=2, sort_keys=True) + "\n"
+    )
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import os
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,19 +34,20 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from stages.common import StageError, load_params, run_main
+from sentiment.config import UserError, load_params
+from sentiment.stage import fail
 
 
 def parse_config(text: str) -> tuple[str, dict[str, Any]]:
     """`name=a.b=1,c.d=x` -> ("name", {"a.b": 1, "c.d": "x"})."""
     name, _, rest = text.partition("=")
     if not name:
-        raise StageError(f"invalid --config {text!r}: expected name=section.key=value,...")
+        raise UserError(f"invalid --config {text!r}: expected name=section.key=value,...")
     overrides = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep or "." not in key and key != "seed":
-            raise StageError(f"invalid override {item!r} in --config {text!r}: expected section.key=value")
+            raise UserError(f"invalid override {item!r} in --config {text!r}: expected section.key=value")
         overrides[key] = yaml.safe_load(value)
     return name, overrides
 
@@ -61,7 +63,7 @@ def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[s
             if node is None:
                 break
         if not isinstance(node, dict) or leaf not in node:
-            raise StageError(f"unknown param {dotted!r}")
+            raise UserError(f"unknown param {dotted!r}")
         node[leaf] = value
     return out
 
@@ -99,7 +101,7 @@ def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: 
     """One fine-tune in a temporary directory; its output goes to a log file, its scores come back."""
     import torch
 
-    from stages.finetune import finetune
+    from sentiment.training import finetune
 
     torch.set_num_threads(threads)
     log = Path(log_dir) / f"{key}_{name}_{seed}.log"
@@ -136,7 +138,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     configs = [parse_config(text) for text in args.config]
     if args.baseline is not None and args.baseline not in {name for name, _ in configs}:
-        raise StageError(f"--baseline {args.baseline!r} is not one of the --config names")
+        raise UserError(f"--baseline {args.baseline!r} is not one of the --config names")
     params = load_params()
     for _, overrides in configs:  # fail on a bad key before any training starts
         apply_overrides(params, overrides)
@@ -177,4 +179,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    try:
+        main(sys.argv[1:])
+    except UserError as err:
+        fail(str(err))

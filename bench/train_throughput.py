@@ -29,10 +29,11 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from stages.common import load_params
-from stages.data import label_names, read_clean
-from stages.finetune import build_trainable, precision_flags, tokenize, training_arguments
-from stages.models import load_tokenizer
+from sentiment.config import dataset as dataset_config
+from sentiment.config import load_params, section
+from sentiment.data import read_clean
+from sentiment.models import ModelConfig, load_tokenizer
+from sentiment.training import TrainConfig, build_trainable, precision_flags, tokenize, training_arguments
 
 
 class StepClock(TrainerCallback):
@@ -94,18 +95,17 @@ def measure(
     compile: bool = False,
     profiler: profile | None = None,
 ) -> Throughput:
-    model_cfg, train_cfg = params["model"], dict(params["train"])
-    train_cfg["torch_compile"] = compile
+    model_cfg = section(ModelConfig, params, "model")
+    train_cfg = section(TrainConfig, params, "train").model_copy(update={"torch_compile": compile})
     tokenizer = load_tokenizer(model_cfg)
-    names = label_names(params["datasets"][dataset])
+    names = dataset_config(params, dataset).labels
     if reference:
         data = tokenize(frame, tokenizer, 128)
         features = [c for c in data.column_names if c != "labels"]
         data = data.map(lambda b: tokenizer.pad({c: b[c] for c in features}, padding="max_length", max_length=128), batched=True)
-        train_cfg["precision"] = "fp32"
-        train_cfg["freeze_embeddings"] = False
+        train_cfg = train_cfg.model_copy(update={"precision": "fp32", "freeze_embeddings": False})
     else:
-        data = tokenize(frame, tokenizer, train_cfg["max_length"])
+        data = tokenize(frame, tokenizer, train_cfg.max_length)
     set_seed(0)
     model = build_trainable(model_cfg, train_cfg, tokenizer, len(names))
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,8 +127,8 @@ def measure(
         trainer.train()
     # Batches are collated in order (the loader may fetch one ahead), so the timed steps'
     # batches are those after the warm-up ones.
-    examples = (steps - warmup) * train_cfg["batch_size"] * train_cfg["grad_accum"]
-    timed_tokens = sum(collator.tokens[warmup * train_cfg["grad_accum"] : steps * train_cfg["grad_accum"]])
+    examples = (steps - warmup) * train_cfg.batch_size * train_cfg.grad_accum
+    timed_tokens = sum(collator.tokens[warmup * train_cfg.grad_accum : steps * train_cfg.grad_accum])
     return Throughput(examples / (clock.end - clock.start), timed_tokens / examples)
 
 
@@ -141,14 +141,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print an operator breakdown of our timed steps")
     args = parser.parse_args()
     params = load_params()
-    train, train_cfg = read_clean(args.dataset, "train"), params["train"]
+    train, train_cfg = read_clean(args.dataset, "train"), section(TrainConfig, params, "train")
     frame = train.sample(4000, random_state=0)
-    flags = precision_flags(train_cfg["precision"])
+    flags = precision_flags(train_cfg.precision)
     ours_label = "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
     run = dict(params=params, dataset=args.dataset, frame=frame, steps=args.steps, warmup=args.warmup)
     ref = measure(reference=True, **run)
     ours = measure(reference=False, **run)
-    print(f"model {params['model']['name']}, {args.steps} steps x batch {train_cfg['batch_size']}, {args.dataset} train rows")
+    print(f"model {params['model']['name']}, {args.steps} steps x batch {train_cfg.batch_size}, {args.dataset} train rows")
     rows = [("reference (pad to 128, random batches, fp32)", ref), (f"ours (dynamic padding, length groups, {ours_label})", ours)]
     for name, result in rows:
         print(
@@ -160,8 +160,8 @@ def main() -> None:
         f"speed-up: {ours.examples_per_second / ref.examples_per_second:.1f}x = {token_ratio:.1f}x fewer tokens per example"
         f" x {ours.tokens_per_second / ref.tokens_per_second:.2f}x more tokens/s"
     )
-    lengths = tokenize(train, load_tokenizer(params["model"]), train_cfg["max_length"])["length"]
-    epoch_tokens = epoch_tokens_per_example(lengths, train_cfg["batch_size"], params["seed"])
+    lengths = tokenize(train, load_tokenizer(section(ModelConfig, params, "model")), train_cfg.max_length)["length"]
+    epoch_tokens = epoch_tokens_per_example(lengths, train_cfg.batch_size, params["seed"])
     print(
         f"a whole epoch of all {len(lengths)} {args.dataset} train rows ({sum(lengths) / len(lengths):.1f} tokens on average)"
         f" pads to {epoch_tokens:.1f} tokens/example:"

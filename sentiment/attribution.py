@@ -161,13 +161,14 @@ def integrated_gradients(
             embeds, baselines=base, target=target, n_steps=steps, internal_batch_size=steps, return_convergence_delta=True
         )
         delta = abs(float(delta.item()))
-        converged = delta <= cfg.ig_tolerance * abs(gap) or delta < 1e-4
+        converged = delta <= cfg.ig_tolerance * abs(gap) or delta < 1e-6  # below 1e-6 is float32 noise
         if converged or steps * 2 > cfg.ig_max_steps:
             break
         steps *= 2
     info = {
         "baseline": kind,
         "steps": steps,
+        "output_change": abs(gap),
         "delta": delta,
         "relative_delta": delta / max(abs(gap), 1e-12),
         "converged": converged,

@@ -1,7 +1,9 @@
-"""`sentiment` command: label new text with a dataset's fine-tuned model.
+"""`sentiment` command: label, explain or serve with a dataset's fine-tuned model.
 
 sentiment predict --dataset sst2 --input reviews.csv --text-column review --output out.jsonl
 echo "what a lovely film" | sentiment predict --dataset sst2
+sentiment explain --dataset sst2 "not bad at all"
+sentiment serve --dataset sst2 --form onnx-int8 --port 8000
 """
 
 from __future__ import annotations
@@ -21,23 +23,8 @@ import pandas as pd
 from sentiment.config import UserError, load_params, section
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
-from sentiment.paths import metrics_file, model_dir
-from sentiment.text import CleanConfig, CleanParams, clean_text
-
-
-def trained_model(dataset: str) -> Path:
-    path = model_dir(dataset)
-    if not (path / "head.json").exists():
-        raise UserError(f"no trained model for {dataset!r} at {path}: run `dvc repro finetune@{dataset}` first")
-    return path
-
-
-def temperature(dataset: str) -> float:
-    """The temperature evaluate fitted on dev, or 1.0 when evaluate has not run."""
-    path = metrics_file(dataset, "evaluate")
-    if not path.exists():
-        return 1.0
-    return float(json.loads(path.read_text())["models"].get("finetune", {}).get("temperature", 1.0))
+from sentiment.serving import clean_config, temperature, trained_model
+from sentiment.text import clean_text
 
 
 def decode(raw: bytes, source: str) -> str:
@@ -117,36 +104,35 @@ def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
         return load_classifier(trained_model(dataset), **kwargs)
 
 
-def clean_config() -> CleanConfig:
-    """The pipeline's light cleaning (params.yaml `clean`), or the defaults outside a checkout."""
-    try:
-        return section(CleanParams, load_params(), "clean").light()
-    except UserError:
-        return CleanConfig()
-
-
 def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows."""
+    """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows.
 
-    from sentiment.models import predict_logits
+    The same Predictor as `sentiment serve --form torch`, so the two give the same answers.
+    """
+    from sentiment.serving import Predictor
 
-    model, tokenizer, meta = load_model(dataset)
+    with no_loading_bar():
+        predictor = Predictor(dataset, "torch", batch_size)
     cfg = clean_config()
     kept = [(t, clean_text(t, cfg)) for t in texts]
     kept = [(raw, clean) for raw, clean in kept if clean]
     counts = {"skipped_empty": len(texts) - len(kept), "truncated": 0}
     if not kept:
         return pd.DataFrame(columns=["text", "label", "label_id"]), counts
-    cleaned = [c for _, c in kept]
-    lengths = [len(ids) for ids in tokenizer(cleaned, truncation=False)["input_ids"]]
-    counts["truncated"] = int(sum(n > meta["max_length"] for n in lengths))
-    logits = predict_logits(model, tokenizer, cleaned, meta["max_length"], batch_size, progress=len(cleaned) > 1000)
-    probs = scale(logits, temperature(dataset))
-    names = meta["labels"]
+    lengths = [len(ids) for ids in predictor.tokenizer([c for _, c in kept], truncation=False)["input_ids"]]
+    counts["truncated"] = int(sum(n > predictor.meta["max_length"] for n in lengths))
+    probs = predictor.probabilities([raw for raw, _ in kept])
+    names = predictor.labels
     out = pd.DataFrame({"text": [r for r, _ in kept], "label": [names[i] for i in probs.argmax(1)], "label_id": probs.argmax(1)})
     for i, name in enumerate(names):
         out[f"prob_{name}"] = np.round(probs[:, i], 6)
     return out, counts
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from sentiment.serving import serve
+
+    serve(args.dataset, args.form, args.host, args.port)
 
 
 def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
@@ -231,6 +217,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--ig-steps", type=int, help="first integrated-gradients step count (default: params.yaml attention.ig_steps)")
     e.add_argument("--output", default="explain.png", help="where to write the heatmap PNG")
     e.set_defaults(func=cmd_explain)
+    s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, GET /healthz, GET /v1/model")
+    s.add_argument("--dataset", default="sst2", help="whose fine-tuned model to serve (params.yaml datasets key)")
+    s.add_argument("--form", choices=["onnx-int8", "onnx", "torch"], default="onnx-int8", help="which exported form answers")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    s.add_argument("--port", type=int, default=8000)
+    s.set_defaults(func=cmd_serve)
     return root
 
 

@@ -1,4 +1,4 @@
-"""export: torch int8, ONNX and ONNX int8 forms of the fine-tuned model, each scored on test like fp32.
+"""export: torch int8, ONNX, ONNX int8 and optimized ONNX int8 forms of the fine-tuned model, each scored on test like fp32.
 
 python -m stages.export <dataset key>
 """
@@ -8,7 +8,7 @@ import torch
 
 from sentiment.config import section
 from sentiment.data import encode_labels, read_clean
-from sentiment.export import ExportConfig, build_forms, quantize_int8, score_forms, serialized_mb, sorted_batches
+from sentiment.export import FORM_FILES, ExportConfig, build_forms, quantize_int8, score_forms, serialized_mb, sorted_batches
 from sentiment.io import atomic_dir, write_csv, write_json
 from sentiment.models import load_classifier
 from sentiment.paths import data_dir, metrics_file, model_dir
@@ -27,8 +27,7 @@ def main(run: Run) -> None:
         sizes = {
             "fp32": serialized_mb(model),
             "torch_int8": serialized_mb(quantize_int8(model)),
-            "onnx": (out / "model.onnx").stat().st_size / 2**20,
-            "onnx_int8": (out / "model_int8.onnx").stat().st_size / 2**20,
+            **{form: (out / name).stat().st_size / 2**20 for form, name in FORM_FILES.items()},
         }
         forms = score_forms(backends, batches, labels, sizes)
         tokenizer.save_pretrained(out / "tokenizer")

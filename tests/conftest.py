@@ -61,7 +61,9 @@ def tiny_params(**train) -> dict:
     """A params dict for the finetune functions: a 2-layer hidden-32 scratch encoder."""
     return {
         "seed": 7,
-        "datasets": {"toy": {"labels": ["negative", "positive"]}},
+        "datasets": {
+            "toy": {"source": "toy.csv", "text_column": "text", "label_column": "label", "labels": ["negative", "positive"]}
+        },
         "model": {
             "name": "scratch",
             "pooling": "cls",
@@ -95,3 +97,18 @@ def write_clean(root: Path, key: str, frames: dict[str, pd.DataFrame]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for split, frame in frames.items():
         frame.to_parquet(out / f"{split}.parquet", index=False)
+
+
+@pytest.fixture
+def saved_model(in_tmp, tokenizer):
+    """A tiny random-init classifier saved where the `toy` dataset's fine-tune puts it (data/toy/finetune/model)."""
+    import torch
+
+    from sentiment.models import ModelConfig, build_model, save_classifier
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 16)
+    out = in_tmp / "data" / "toy" / "finetune" / "model"
+    out.mkdir(parents=True)
+    save_classifier(model, tokenizer, out, {"labels": ["negative", "positive"], "max_length": 16, "base_model": "scratch"})
+    return in_tmp

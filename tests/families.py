@@ -35,7 +35,12 @@ FAMILIES: dict[str, tuple[str, str, dict[str, str], dict]] = {
         "deberta-v2",
         "unigram",
         BERT_SPECIALS,
-        {"position_biased_input": False, "relative_attention": True, "pos_att_type": ["p2c", "c2p"], "max_relative_positions": -1},
+        {
+            "position_biased_input": False,
+            "relative_attention": True,
+            "pos_att_type": ["p2c", "c2p"],
+            "max_relative_positions": -1,
+        },
     ),
     "mpnet": ("mpnet", "wordpiece", ROBERTA_SPECIALS, {}),
     "modernbert": ("modernbert", "bpe", BERT_SPECIALS, {"global_attn_every_n_layers": 1, "local_attention": 16}),

@@ -3,9 +3,18 @@ import pytest
 import torch
 
 from conftest import tiny_params, toy_sentiment, write_clean
-from stages.attribution import erasure_variants, faithfulness, integrated_gradients, rollout
-from stages.finetune import finetune
-from stages.models import build_model, load_classifier
+from sentiment.attribution import (
+    AttentionConfig,
+    erasure_variants,
+    faithfulness,
+    integrated_gradients,
+    per_word,
+    per_word_matrix,
+    rollout,
+    word_groups,
+)
+from sentiment.models import ModelConfig, build_model, load_classifier
+from sentiment.training import finetune
 
 SENTIMENT_WORDS = {"good", "great", "lovely", "excellent", "wonderful", "bad", "awful", "terrible", "boring", "dreadful"}
 
@@ -16,9 +25,9 @@ def test_rollout_on_a_hand_built_two_layer_attention():
     # layer mix: 0.5*A + 0.5*I, rows already sum to 1
     m1 = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
     m2 = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
-    expected = m2 @ m1  # [[0.625, 0.375], [0.25, 0.75]]
-    torch.testing.assert_close(rollout(torch.stack([a1, a2])), expected)
-    torch.testing.assert_close(expected, torch.tensor([[0.625, 0.375], [0.25, 0.75]]))
+    # rollout = m2 @ m1, worked out by hand: row 0 = 0.5*[1, 0] + 0.5*[0.25, 0.75]
+    assert m1.sum(dim=1).tolist() == [1.0, 1.0] and m2.sum(dim=1).tolist() == [1.0, 1.0]
+    torch.testing.assert_close(rollout(torch.stack([a1, a2])), torch.tensor([[0.625, 0.375], [0.25, 0.75]]))
 
 
 def test_erasure_variants_keep_special_tokens():
@@ -30,24 +39,53 @@ def test_erasure_variants_keep_special_tokens():
 
 def test_integrated_gradients_are_complete(tokenizer):
     torch.manual_seed(0)
-    model = build_model(tiny_params()["model"], tokenizer, 2, 32, attn_implementation="eager").eval()
+    model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 32).eval()
     enc = tokenizer("a rather good film", return_tensors="pt")
-    attributions, delta = integrated_gradients(
-        model, enc["input_ids"], enc["attention_mask"], 1, tokenizer.pad_token_id, steps=64
-    )
+    cfg = AttentionConfig(ig_steps=8, ig_max_steps=256, ig_tolerance=0.01, ig_baseline="pad")
+    attributions, info = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 1, cfg)
     baseline = enc["input_ids"].clone()
     baseline[:, 1:-1] = tokenizer.pad_token_id
     with torch.no_grad():
         f = lambda ids: torch.softmax(model(ids, enc["attention_mask"]).logits, -1)[0, 1].item()  # noqa: E731
         gap = f(enc["input_ids"]) - f(baseline)
-    assert attributions.sum() == pytest.approx(gap, abs=max(0.01, 0.05 * abs(gap)))
-    assert delta < 0.01
+    assert abs(gap) > 1e-4
+    assert attributions.sum() == pytest.approx(gap, abs=0.01 * abs(gap) + 1e-4)
+    assert info["converged"] and info["relative_delta"] <= 0.01 and info["baseline"] == "pad"
+
+
+def test_integrated_gradients_raise_the_step_count_until_converged(tokenizer):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 32).eval()
+    enc = tokenizer("a rather good film , not a bad one at all", return_tensors="pt")
+    loose = AttentionConfig(ig_steps=2, ig_max_steps=2, ig_tolerance=1e-9, ig_baseline="mask")
+    _, stopped = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 0, loose)
+    assert stopped["steps"] == 2 and not stopped["converged"]
+    strict = AttentionConfig(ig_steps=2, ig_max_steps=512, ig_tolerance=0.001, ig_baseline="mask")
+    _, raised = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 0, strict)
+    assert raised["steps"] > 2 and raised["relative_delta"] < stopped["relative_delta"]
+
+
+def test_pieces_are_merged_into_the_words_of_the_text(tokenizer):
+    text = "an unbelievably charming film"
+    enc = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+    groups = word_groups(enc, text)
+    assert [w for w, _ in groups] == ["an", "unbelievably", "charming", "film"]
+    pieces = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    assert any(p.startswith("##") for p in pieces), "the test needs a word split into pieces"
+    scores = np.arange(len(pieces), dtype=float)
+    summed, averaged = per_word(scores, groups, "sum"), per_word(scores, groups, "mean")
+    unbelievably = groups[1][1]
+    assert summed[1] == scores[unbelievably].sum() and averaged[1] == scores[unbelievably].mean()
+    assert summed.sum() == scores[1:-1].sum()  # special tokens left out, nothing else lost
+    matrix = np.arange(len(pieces) ** 2, dtype=float).reshape(len(pieces), len(pieces))
+    merged = per_word_matrix(matrix, groups)
+    assert merged.shape == (4, 4) and merged[1, 0] == matrix[unbelievably][:, groups[0][1]].mean()
 
 
 def test_an_oracle_attribution_beats_the_random_control(in_tmp, tokenizer):
     write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
     finetune("toy", tiny_params(), in_tmp / "out", in_tmp / "ckpt")
-    model, tok, _ = load_classifier(in_tmp / "out" / "model", attn_implementation="eager")
+    model, tok, _ = load_classifier(in_tmp / "out" / "model", need_attention_weights=True)
     texts = toy_sentiment(40, 4)
     examples = tok(texts["text"].tolist())["input_ids"]
     targets = texts["label"].tolist()

@@ -131,7 +131,7 @@ def test_unknown_model_id_while_offline(tmp_path):
 def test_non_utf8_input_to_predict(tmp_path):
     (tmp_path / "texts.txt").write_bytes(b"a fine film\nbad \xff\xfe bytes\n")
     # input is read (and refused) before any model is loaded
-    result = run_stage(tmp_path, "stages.cli", "predict", "--input", "texts.txt")
+    result = run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.txt")
     assert_one_line_error(result, "texts.txt: line 2 is not valid UTF-8")
 
 
@@ -160,4 +160,53 @@ def test_interrupted_finetune_leaves_no_output(tmp_path):
         proc.kill()
         raise AssertionError("the fine-tune ignored Ctrl-C") from None
     assert any((tmp_path / "checkpoints").glob("*/checkpoint-*")), "training never reached a checkpoint"
-    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "plots/toy/train_loss.csv")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "plots/toy/finetune")
+
+
+def test_missing_or_unknown_dataset_key(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    for stage in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "card"):
+        assert_one_line_error(run_stage(tmp_path, f"stages.{stage}"), "the following arguments are required: key")
+    assert_one_line_error(run_stage(tmp_path, "stages.evaluate", "imdb"), "unknown dataset key 'imdb'", "sst2", "tweets")
+    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2", "--bogus"), "unrecognized arguments: --bogus")
+
+
+def test_a_misspelt_or_mistyped_param_is_named(tmp_path):
+    finetune_setup(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train"]["learning_rat"] = 0.1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert_one_line_error(run_stage(tmp_path, "stages.finetune", "toy"), "invalid param train.learning_rat", "Extra inputs")
+    params["train"].pop("learning_rat")
+    params["train"]["epochs"] = "two"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert_one_line_error(run_stage(tmp_path, "stages.finetune", "toy"), "invalid param train.epochs='two'")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
+
+
+def test_a_model_that_cannot_be_loaded_is_named(tmp_path):
+    mirror = tmp_path / "mirror" / "models" / "broken" / "encoder"
+    mirror.mkdir(parents=True)
+    (mirror / "config.json").write_text('{"model_type": "no-such-family"}')
+    finetune_setup(tmp_path, name="broken/encoder", tokenizer=None)
+    env_root = tmp_path / "mirror"
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.finetune", "toy"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore", "HUB_MIRROR": str(env_root)},
+        capture_output=True,
+        timeout=300,
+    )
+    assert_one_line_error(result, "cannot load model 'broken/encoder'")
+    assert no_outputs(tmp_path, "data/toy/finetune")
+
+
+def test_malformed_jsonl_and_csv_lines_are_named(tmp_path):
+    (tmp_path / "texts.jsonl").write_text('{"text": "a fine film"}\n\n{"text": "broken\n')
+    result = run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.jsonl")
+    assert_one_line_error(result, "texts.jsonl: line 3 is not valid JSON")
+    (tmp_path / "texts.jsonl").write_text('{"text": "a fine film"}\n["not", "an", "object"]\n')
+    assert_one_line_error(run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.jsonl"), "line 2 is a JSON list")
+    (tmp_path / "texts.csv").write_text('text\n"a fine film"\n"one","two"\n')
+    result = run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.csv")
+    assert_one_line_error(result, "texts.csv: malformed CSV", "line 3")

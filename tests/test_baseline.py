@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from conftest import toy_sentiment
-from stages.baseline import VaderModel, apply_thresholds, cv_table, fit_thresholds, grid_search
-from stages.common import StageError
-from stages.data import predictions_frame
+from sentiment.baselines import BaselineConfig, VaderModel, apply_thresholds, cv_table, fit_thresholds, grid_search
+from sentiment.config import UserError
+from sentiment.data import predictions_frame
 
-CFG = {
+RAW_CFG = {
     "tfidf": {"ngram_range": [1, 2], "min_df": 1, "max_df": 1.0, "max_features": 1000, "sublinear_tf": True},
     "solver": "liblinear",
     "max_iter": 100,
@@ -15,6 +15,7 @@ CFG = {
     "cv_folds": 3,
     "n_jobs": 1,
 }
+CFG = BaselineConfig.model_validate(RAW_CFG)
 
 
 def test_pipeline_learns_a_separable_toy_problem_and_tables_every_grid_point():
@@ -30,13 +31,13 @@ def test_pipeline_learns_a_separable_toy_problem_and_tables_every_grid_point():
 def test_three_classes_with_liblinear_run_one_vs_rest():
     train = toy_sentiment(90)
     train.loc[train.index % 3 == 0, ["text_norm", "label"]] = ["neutral plain words here", 2]
-    search = grid_search(train, {**CFG, "grid": {"C": [1]}}, seed=0, n_classes=3)
+    search = grid_search(train, BaselineConfig.model_validate({**RAW_CFG, "grid": {"C": [1]}}), seed=0, n_classes=3)
     assert search.predict_proba(train["text_norm"]).shape == (90, 3)
 
 
 def test_a_grid_value_scikit_learn_rejects_fails_before_fitting():
-    bad = {**CFG, "solver": "lbfgs", "grid": {"C": [1], "l1_ratio": [1.0]}}
-    with pytest.raises(StageError, match=r"baseline.grid.l1_ratio=1.0.*solver 'lbfgs'") as err:
+    bad = BaselineConfig.model_validate({**RAW_CFG, "solver": "lbfgs", "grid": {"C": [1], "l1_ratio": [1.0]}})
+    with pytest.raises(UserError, match=r"baseline.grid.l1_ratio=1.0.*solver 'lbfgs'") as err:
         grid_search(toy_sentiment(30), bad, seed=0, n_classes=2)
     assert "\n" not in str(err.value)
 

@@ -10,7 +10,7 @@ from transformers import DataCollatorWithPadding
 from bench.dev_overlap import contained_in, contains_one_of, subset_accuracy
 from bench.seed_study import SCORES, apply_overrides, paired_differences, parse_config, summarise
 from bench.train_throughput import Throughput, TokenCountingCollator, epoch_tokens_per_example
-from stages.common import StageError
+from sentiment.config import UserError
 
 
 def test_epoch_tokens_counts_each_batch_padded_to_its_longest_row():
@@ -62,7 +62,7 @@ def test_seed_study_config_reads_values_as_yaml():
     assert name == "b64"
     assert overrides == {"train.batch_size": 64, "train.learning_rate": 1e-4, "model.pooling": "cls"}
     for bad in ("=train.epochs=1", "x=train.epochs", "x=epochs=1"):
-        with pytest.raises(StageError):
+        with pytest.raises(UserError):
             parse_config(bad)
 
 
@@ -72,7 +72,7 @@ def test_seed_study_overrides_copy_params_and_refuse_unknown_keys():
     assert changed == {"seed": 7, "train": {"batch_size": 64, "epochs": 2}}
     assert params["train"]["batch_size"] == 32 and params["seed"] == 42
     for unknown in ("train.nope", "nope.batch_size", "train.batch_size.deeper"):
-        with pytest.raises(StageError, match="unknown param"):
+        with pytest.raises(UserError, match="unknown param"):
             apply_overrides(params, {unknown: 1})
 
 

@@ -3,8 +3,8 @@ import pytest
 import yaml
 
 from conftest import REPO
+from sentiment.stage import run_stage
 from stages import clean
-from stages.common import StageError
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def split_outputs(in_tmp):
 
 
 def test_clean_stage_writes_both_columns_and_drops_train_duplicates(split_outputs):
-    clean.main(["sst2"])
+    run_stage(clean.main, clean.__doc__, argv=["sst2"])
     train = pd.read_parquet(split_outputs / "data/sst2/clean/train.parquet")
     assert list(train.columns) == ["id", "text", "text_norm", "label"]
     assert train["text"].tolist() == ["Soo good!", "so good", "bad & sad"]
@@ -28,17 +28,19 @@ def test_clean_stage_writes_both_columns_and_drops_train_duplicates(split_output
     assert report["train"]["rows"] == 3 and report["train"]["dropped"]["duplicate_in_train"] == 0
 
 
-def test_a_split_empty_after_cleaning_fails_and_writes_nothing(split_outputs):
+def test_a_split_empty_after_cleaning_fails_and_writes_nothing(split_outputs, capsys):
     pd.DataFrame({"id": ["x"], "text": ["@someone http://t.co/x"], "label": [0]}).to_parquet(
         split_outputs / "data/sst2/split/dev.parquet"
     )
-    with pytest.raises(StageError, match="split 'dev' of dataset 'sst2' is empty after cleaning"):
-        clean.main(["sst2"])
+    with pytest.raises(SystemExit):
+        run_stage(clean.main, clean.__doc__, argv=["sst2"])
+    assert "error: split 'dev' of dataset 'sst2' is empty after cleaning" in capsys.readouterr().err
     assert not (split_outputs / "data/sst2/clean").exists()
     assert not (split_outputs / "metrics/sst2/clean.json").exists()
 
 
-def test_missing_upstream_file_is_named(in_tmp):
+def test_missing_upstream_file_is_named(in_tmp, capsys):
     (in_tmp / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    with pytest.raises(StageError, match="missing input file: data/sst2/split/train.parquet"):
-        clean.main(["sst2"])
+    with pytest.raises(SystemExit):
+        run_stage(clean.main, clean.__doc__, argv=["sst2"])
+    assert "error: missing input file: data/sst2/split/train.parquet" in capsys.readouterr().err

@@ -4,21 +4,8 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 
-from conftest import tiny_params
-from stages.cli import main
-from stages.models import build_model, save_classifier
-
-
-@pytest.fixture
-def saved_model(in_tmp, tokenizer):
-    torch.manual_seed(0)
-    model = build_model(tiny_params()["model"], tokenizer, 2, 16)
-    out = in_tmp / "data" / "toy" / "finetune" / "model"
-    out.mkdir(parents=True)
-    save_classifier(model, tokenizer, out, {"labels": ["negative", "positive"], "max_length": 16, "base_model": "scratch"})
-    return in_tmp
+from sentiment.cli import main
 
 
 def cli(capsys, command: str, *argv):
@@ -65,7 +52,7 @@ def test_stdin(saved_model, capsys, monkeypatch):
 def test_loading_bar_is_hidden_only_while_the_cli_loads(saved_model):
     from transformers.utils import logging as hf_logging
 
-    from stages.cli import load_model
+    from sentiment.cli import load_model
 
     assert hf_logging.is_progress_bar_enabled()
     load_model("toy")

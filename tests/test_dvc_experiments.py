@@ -1,10 +1,12 @@
 """End to end, experiments: on a tiny one-dataset profile (tweets, 3 classes) in a temporary copy
 of the repository, a clean-only param reruns clean and what depends on it, never split; and
 `dvc exp run -S model.pooling=mean` reruns finetune and its downstream stages, nothing upstream,
-with `dvc exp show` / `dvc metrics diff` / `dvc params diff` showing the change."""
+with `dvc exp show` / `dvc metrics diff` / `dvc params diff` showing the change. Each test works on
+its own copy of the run repository, so any test passes alone."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from conftest import needs_mirror
 from dvc_tiny import make_repo, ran, set_param, sh
 
-pytestmark = needs_mirror
+pytestmark = [needs_mirror, pytest.mark.xdist_group("dvc_experiments")]
 STAGES = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "card")
 ALL_STAGES = {f"{s}@tweets" for s in STAGES} | {
     "ablation_cell@tweets-pretrained-cls-0.1-1",
@@ -26,7 +28,7 @@ POOLING_CHANGE = DOWNSTREAM_OF_FINETUNE | {"ablation_scratch@tweets-1", "ablatio
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def first_run(tmp_path_factory) -> Path:
     root = make_repo(tmp_path_factory.mktemp("experiments") / "repo", ("tweets",))
     assert ran(sh(root, "dvc", "repro")) == ALL_STAGES
     sh(root, "git", "add", "-A")
@@ -34,13 +36,17 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def repo(first_run, tmp_path) -> Path:
+    """A private copy of the run repository (git history and DVC cache included)."""
+    return Path(shutil.copytree(first_run, tmp_path / "repo", symlinks=True))
+
+
 def test_a_clean_param_reruns_clean_and_downstream_only(repo):
     set_param(repo, "clean", "lemmatize", False)  # changes text_norm, so the clean outputs change
     # the ablation cells rerun but train on `text`, which lemmatising does not touch: their outputs
     # are byte-identical, so DVC skips the summary
     assert ran(sh(repo, "dvc", "repro")) == ALL_STAGES - {"split@tweets", "ablation_summary@tweets"}
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "clean param changed")
 
 
 def test_exp_run_pooling_mean_reruns_finetune_and_downstream(repo):

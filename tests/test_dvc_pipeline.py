@@ -2,7 +2,8 @@
 the repository: every stage runs, a rerun does nothing, results travel through a DVC remote,
 forced reruns are byte-identical, an evaluate param reruns only what reads evaluate, an edited
 source file reruns its dataset's stages, and the plots render offline. (test_dvc_experiments.py
-covers params changes upstream of evaluate.)"""
+covers params changes upstream of evaluate.) The pipeline runs once per module; each test works on
+its own copy of the run repository, so any test passes alone."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from conftest import REPO, needs_mirror
 from dvc_tiny import make_repo, ran, set_param, sh
 
-pytestmark = needs_mirror
+pytestmark = [needs_mirror, pytest.mark.xdist_group("dvc_pipeline")]
 PER_DATASET = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "card")
 # the tiny profile's ablation grid: pooling {cls, mean} x dropout {0.1} x seed {1}, plus the scratch row
 ABLATIONS = {
@@ -30,12 +31,23 @@ ALL_STAGES = {f"{s}@{k}" for s in PER_DATASET for k in ("sst2", "tweets")} | ABL
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return make_repo(tmp_path_factory.mktemp("pipeline") / "repo", ("sst2", "tweets"))
+def first_run(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny repository after one `dvc repro` of every stage, committed; and that repro's output."""
+    root = make_repo(tmp_path_factory.mktemp("pipeline") / "repo", ("sst2", "tweets"))
+    output = sh(root, "dvc", "repro")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "tiny run")
+    return root, output
 
 
-def test_repro_runs_every_stage_then_nothing(repo):
-    assert ran(sh(repo, "dvc", "repro")) == ALL_STAGES
+@pytest.fixture
+def repo(first_run, tmp_path) -> Path:
+    """A private copy of the run repository (git history and DVC cache included)."""
+    return Path(shutil.copytree(first_run[0], tmp_path / "repo", symlinks=True))
+
+
+def test_repro_runs_every_stage_then_nothing(first_run, repo):
+    assert ran(first_run[1]) == ALL_STAGES
     for key in ("sst2", "tweets"):
         for name in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export"):
             assert (repo / "metrics" / key / f"{name}.json").exists()
@@ -49,8 +61,6 @@ def test_repro_runs_every_stage_then_nothing(repo):
     second = sh(repo, "dvc", "repro")
     assert ran(second) == set()
     assert "up to date" in sh(repo, "dvc", "status")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "tiny run")
 
 
 def test_push_then_pull_in_a_fresh_clone_reruns_nothing(repo, tmp_path):
@@ -80,8 +90,6 @@ def test_an_evaluate_param_reruns_evaluate_only(repo):
     set_param(repo, "evaluate", "ece_bins", 10)
     # evaluate, and what reads its outputs: slices (evaluate.json) and the model cards (all metrics)
     assert ran(sh(repo, "dvc", "repro")) == {f"{s}@{k}" for s in ("evaluate", "slices", "card") for k in ("sst2", "tweets")}
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "params changed")
 
 
 def test_an_edited_source_file_reruns_its_dataset_only(repo):
@@ -89,14 +97,12 @@ def test_an_edited_source_file_reruns_its_dataset_only(repo):
     source.write_text("".join(source.read_text().splitlines(keepends=True)[:-10]))  # drop 10 rows
     # every split stage reads data/sources; only the tweets split comes out different
     assert ran(sh(repo, "dvc", "repro")) == {"split@sst2"} | {f"{s}@tweets" for s in PER_DATASET}
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "source edited")
 
 
 def test_plots_render_offline_in_headless_chromium(repo):
     if not shutil.which("chromium"):
         pytest.skip("needs Debian's chromium")
-    sh(repo, sys.executable, "-m", "stages.plots_template")
+    sh(repo, sys.executable, "-m", "sentiment.plots_template")
     sh(repo, "dvc", "config", "plots.html_template", "offline_plots.html")
     shutil.copy(REPO / "bench" / "check_plots_offline.py", repo / "check_plots_offline.py")
     out = sh(repo, sys.executable, "check_plots_offline.py", "--out", "dvc_plots", "--screenshot", "shot.png")

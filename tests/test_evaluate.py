@@ -2,9 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.common import StageError
-from stages.data import predictions_frame
-from stages.evaluate import load_predictions
+from sentiment.config import UserError
+from sentiment.data import load_predictions, predictions_frame
 
 NAMES = ["negative", "positive"]
 SPLIT = pd.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"], "label": [0, 1, 1]})
@@ -36,5 +35,5 @@ def test_predictions_are_aligned_to_the_split_order(tmp_path):
     ],
 )
 def test_bad_predictions_fail_clearly(tmp_path, mutate, message):
-    with pytest.raises(StageError, match=message):
+    with pytest.raises(UserError, match=message):
         load_predictions(write(tmp_path, mutate(good())), SPLIT, NAMES)

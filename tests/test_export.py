@@ -7,17 +7,19 @@ import pytest
 import yaml
 
 from conftest import tiny_params, toy_sentiment, write_clean
-from stages.export import (
+from sentiment.export import (
     backend_logits,
     export_onnx,
     onnx_backend,
+    optimize_onnx,
     quantize_int8,
     quantize_onnx,
     sorted_batches,
     torch_backend,
 )
-from stages.finetune import finetune
-from stages.models import load_classifier
+from sentiment.models import load_classifier
+from sentiment.stage import run_stage
+from sentiment.training import finetune
 
 TEXTS = ["good great lovely film", "bad awful terrible plot", "the story was excellent", "really boring and dreadful", "film"]
 
@@ -46,7 +48,10 @@ def test_onnx_and_int8_forms_agree_with_fp32(trained, tmp_path):
     onnx = backend_logits(onnx_backend(tmp_path / "m.onnx"), batches, len(TEXTS))
     # the fp32 graph is the same computation: logits equal to float32 rounding
     np.testing.assert_allclose(onnx, fp32, atol=1e-4)
-    for form in (torch_backend(quantize_int8(model)), onnx_backend(tmp_path / "m8.onnx")):
+    optimize_onnx(tmp_path / "m.onnx", tmp_path / "opt.onnx", model.encoder.config)
+    np.testing.assert_allclose(backend_logits(onnx_backend(tmp_path / "opt.onnx"), batches, len(TEXTS)), fp32, atol=1e-4)
+    quantize_onnx(tmp_path / "opt.onnx", tmp_path / "opt8.onnx")
+    for form in (torch_backend(quantize_int8(model)), onnx_backend(tmp_path / "m8.onnx"), onnx_backend(tmp_path / "opt8.onnx")):
         logits = backend_logits(form, batches, len(TEXTS))
         # int8 weights move logits (on this hidden-32 model by up to ~10% of their scale;
         # tolerance 15%), never the label: margins here are > 4
@@ -61,21 +66,21 @@ def test_export_stage_scores_every_form(trained, monkeypatch):
     params = tiny_params()
     params["export"] = {"batch_size": 8}
     (trained / "params.yaml").write_text(yaml.safe_dump(params))
-    export.main(["toy"])
+    run_stage(export.main, export.__doc__, argv=["toy"])
     report = json.loads((trained / "metrics" / "toy" / "export.json").read_text())
-    assert set(report["forms"]) == {"fp32", "torch_int8", "onnx", "onnx_int8"} and report["n_test"] == 32
+    assert set(report["forms"]) == {"fp32", "torch_int8", "onnx", "onnx_int8", "onnx_optimized_int8"} and report["n_test"] == 32
     for form in report["forms"].values():
         assert abs(form["accuracy_delta_vs_fp32"]) <= 0.05 and form["agreement_with_fp32"] >= 0.95
     assert (trained / "data" / "toy" / "export" / "model_int8.onnx").exists()
 
 
-def test_export_refuses_a_bad_batch_size(trained, monkeypatch):
+def test_export_refuses_a_bad_batch_size(trained, monkeypatch, capsys):
     from stages import export
-    from stages.common import StageError
 
     monkeypatch.chdir(trained)
     params = tiny_params()
     params["export"] = {"batch_size": 0}
     (trained / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(StageError, match="invalid param export.batch_size=0"):
-        export.main(["toy"])
+    with pytest.raises(SystemExit):
+        run_stage(export.main, export.__doc__, argv=["toy"])
+    assert "error: invalid param export.batch_size=0" in capsys.readouterr().err

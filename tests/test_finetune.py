@@ -13,9 +13,17 @@ from transformers import set_seed
 from transformers.utils import is_torch_bf16_gpu_available
 
 from conftest import REPO, tiny_params, toy_sentiment, write_clean
-from stages.common import StageError
-from stages.finetune import finetune, training_curves
-from stages.models import SentimentClassifier, build_model, length_sorted_batches, load_classifier, predict_logits
+from sentiment.config import UserError
+from sentiment.models import (
+    ModelConfig,
+    SentimentClassifier,
+    build_model,
+    length_sorted_batches,
+    load_classifier,
+    mean_pool,
+    predict_logits,
+)
+from sentiment.training import finetune, training_curves
 
 
 @pytest.fixture
@@ -67,7 +75,7 @@ def test_frozen_embeddings_stay_as_initialised_and_the_rest_trains(toy_data, tok
     run(toy_data, "frozen", epochs=2, freeze_embeddings=True)
     run(toy_data, "full", epochs=2)
     set_seed(tiny_params()["seed"])  # finetune's seeded initialisation
-    initial = build_model(tiny_params()["model"], tokenizer, 2, 32)
+    initial = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 32)
     frozen, full = (load_classifier(toy_data / name / "model")[0].encoder for name in ("frozen", "full"))
     embeddings = initial.encoder.get_input_embeddings().weight
     assert torch.equal(frozen.get_input_embeddings().weight, embeddings)
@@ -76,25 +84,30 @@ def test_frozen_embeddings_stay_as_initialised_and_the_rest_trains(toy_data, tok
     assert not torch.equal(frozen.encoder.layer[0].attention.self.query.weight, query)
 
 
-def test_cls_and_mean_pooling_differ(tokenizer):
+def test_cls_and_mean_pooling_read_the_first_token_and_the_mean_of_real_tokens(tokenizer):
     params = tiny_params()
     torch.manual_seed(0)
-    cls = build_model(params["model"], tokenizer, 2, 32)
-    mean = SentimentClassifier(cls.encoder, 2, "mean", 0.0)
+    cls = build_model(ModelConfig.model_validate(params["model"]), tokenizer, 2, 32).eval()
+    mean = SentimentClassifier(cls.encoder, 2, "mean", 0.0).eval()
     mean.head.load_state_dict(cls.head.state_dict())
     batch = tokenizer(["a good film", "bad"], padding=True, return_tensors="pt")
-    cls.eval()
-    mean.eval()
     with torch.no_grad():
+        hidden = cls.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        first = cls.head(hidden[:, 0])
+        real = batch["attention_mask"].unsqueeze(-1).float()
+        average = cls.head((hidden * real).sum(1) / real.sum(1))
         a = cls(batch["input_ids"], batch["attention_mask"]).logits
         b = mean(batch["input_ids"], batch["attention_mask"]).logits
-    assert not torch.allclose(a, b)
+    torch.testing.assert_close(a, first)
+    torch.testing.assert_close(b, average)
+    torch.testing.assert_close(mean_pool(hidden, batch["attention_mask"]), (hidden * real).sum(1) / real.sum(1))
+    assert not torch.allclose(first, average)
 
 
 def test_mean_pooling_ignores_padding(tokenizer):
     params = tiny_params()
     params["model"]["pooling"] = "mean"
-    model = build_model(params["model"], tokenizer, 2, 32).eval()
+    model = build_model(ModelConfig.model_validate(params["model"]), tokenizer, 2, 32).eval()
     single = tokenizer(["bad"], return_tensors="pt")
     padded = tokenizer(["bad", "a much longer sentence here"], padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -122,7 +135,7 @@ def test_resume_continues_from_the_last_checkpoint(toy_data, tokenizer):
 @pytest.mark.skipif(torch.cuda.is_available() or is_torch_bf16_gpu_available(), reason="the CPU path of precision: auto")
 def test_auto_precision_on_a_bf16_cpu_trains_in_bf16(toy_data, tokenizer, monkeypatch):
     # what `precision: auto` picks on an AMX/AVX512-BF16 CPU; bf16 is emulated (slowly) on other CPUs
-    import stages.finetune as stage
+    import sentiment.training as stage
 
     monkeypatch.setattr(stage, "cpu_supports_bf16", lambda: True)
     assert stage.precision_flags("auto") == {"bf16": True, "fp16": False, "use_cpu": True}
@@ -134,12 +147,13 @@ def test_auto_precision_on_a_bf16_cpu_trains_in_bf16(toy_data, tokenizer, monkey
 
 
 def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
-    import stages.finetune as stage
+    import sentiment.training as stage
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert stage.precision_flags("auto") == {"bf16": False, "fp16": True, "use_cpu": False}
-    with pytest.raises(StageError, match="train.precision=bf16"):
+    with pytest.raises(UserError, match="train.precision=bf16"):
         stage.precision_flags("bf16")
 
 
@@ -153,7 +167,7 @@ def test_two_processes_train_one_model_and_rank_0_alone_writes_it(toy_data, toke
     assert result.returncode == 0, result.stderr[-3000:]
     # one model trained on both shards: each step took a batch per process, so an epoch took half
     # the single-process steps (96 rows / (2 x 16) = 3)
-    steps = pd.read_csv(toy_data / "plots" / "toy" / "train_loss.csv")["step"]
+    steps = pd.read_csv(toy_data / "plots" / "toy" / "finetune" / "train_loss.csv")["step"]
     assert steps.max() <= 8 * 3
     assert json.loads((toy_data / "metrics" / "toy" / "finetune.json").read_text())["test"]["accuracy"] >= 0.8
     assert sorted(p.name for p in (toy_data / "data" / "toy").iterdir()) == ["clean", "finetune"]  # no stray temp dir
@@ -166,14 +180,14 @@ def test_two_processes_train_one_model_and_rank_0_alone_writes_it(toy_data, toke
 
 
 def test_bad_params_fail_before_training(toy_data, tokenizer):
-    with pytest.raises(StageError, match="model.pooling='max'"):
+    with pytest.raises(UserError, match="model.pooling='max'"):
         finetune("toy", {**tiny_params(), "model": {**tiny_params()["model"], "pooling": "max"}}, toy_data / "o", toy_data / "c")
-    with pytest.raises(StageError, match="train.max_length=4096"):
+    with pytest.raises(UserError, match="train.max_length=4096"):
         p = tiny_params(max_length=4096)
         p["model"]["name"] = "sentence-transformers/all-MiniLM-L6-v2"
         finetune("toy", p, toy_data / "o", toy_data / "c")
-    with pytest.raises(StageError, match="train.freeze_embeddings='yes'"):
-        finetune("toy", tiny_params(freeze_embeddings="yes"), toy_data / "o", toy_data / "c")
+    with pytest.raises(UserError, match="train.freeze_embeddings='maybe'"):
+        finetune("toy", tiny_params(freeze_embeddings="maybe"), toy_data / "o", toy_data / "c")
     assert not (toy_data / "c").exists()
 
 
@@ -181,7 +195,7 @@ def test_unknown_model_offline_is_one_line_error(toy_data, tokenizer, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     p = tiny_params()
     p["model"]["name"] = "no-such-org/no-such-model"
-    with pytest.raises(StageError, match="'no-such-org/no-such-model'.*HUB_MIRROR"):
+    with pytest.raises(UserError, match="'no-such-org/no-such-model'.*HUB_MIRROR"):
         finetune("toy", p, toy_data / "o", toy_data / "c")
 
 
@@ -189,7 +203,7 @@ def test_checkpoint_with_other_num_labels_is_refused(toy_data, tokenizer):
     run(toy_data, "two", epochs=1)
     p = tiny_params(epochs=1)
     p["datasets"]["toy"]["labels"] = ["a", "b", "c"]
-    with pytest.raises(StageError, match="does not match the configured model"):
+    with pytest.raises(UserError, match="does not match the configured model"):
         finetune("toy", p, toy_data / "three", toy_data / "ckpt-two", resume=True)
 
 
@@ -201,3 +215,14 @@ def test_training_curves_split_the_log():
     ]
     steps, epochs = training_curves(log)
     assert steps["train_loss"].tolist() == [0.7] and epochs["dev_loss"].tolist() == [0.6]
+
+
+def test_live_metrics_are_logged_while_training(toy_data, tokenizer):
+    live = toy_data / "live"
+    run(toy_data, "live-run", epochs=2)  # no live_dir: nothing logged
+    assert not live.exists()
+    finetune("toy", tiny_params(epochs=2), toy_data / "with-live", toy_data / "ckpt-live", live_dir=live)
+    latest = json.loads((live / "metrics.json").read_text())
+    assert {"loss", "learning_rate"} <= set(latest) and {"loss", "f1_macro"} <= set(latest["eval"])
+    steps = pd.read_csv(live / "plots" / "metrics" / "eval" / "f1_macro.tsv", sep="\t")
+    assert len(steps) == 2  # one row per epoch's evaluation, written as it happened

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from stages.common import StageError
-from stages.hub import load_source, resolve, resolve_model
+from sentiment.config import UserError
+from sentiment.hub import load_source, resolve, resolve_model
 
 
 def test_mirror_resolves_ids_it_holds(tmp_path, monkeypatch):
@@ -16,7 +16,7 @@ def test_mirror_resolves_ids_it_holds(tmp_path, monkeypatch):
 def test_absent_id_offline_is_one_line_error_naming_id_and_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_MIRROR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(StageError, match="'org/missing-model'.*HUB_MIRROR") as err:
+    with pytest.raises(UserError, match="'org/missing-model'.*HUB_MIRROR") as err:
         resolve_model("org/missing-model")
     assert "\n" not in str(err.value)
 
@@ -40,5 +40,5 @@ def test_local_files_are_one_train_split(tmp_path, suffix):
 
 
 def test_missing_local_file_is_named(tmp_path):
-    with pytest.raises(StageError, match="dataset file not found: .*nope.csv"):
+    with pytest.raises(UserError, match="dataset file not found: .*nope.csv"):
         load_source(str(tmp_path / "nope.csv"))

@@ -4,7 +4,7 @@ from scipy import stats
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score
 
-from stages.metrics import (
+from sentiment.metrics import (
     accuracy_of_resamples,
     bootstrap_interval,
     brier,

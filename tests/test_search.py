@@ -5,7 +5,9 @@ import pytest
 import yaml
 
 from conftest import tiny_params, toy_sentiment, write_clean
-from stages.search import main, trial_params
+from sentiment.light import LightBudget, with_overrides
+from sentiment.stage import run_stage
+from stages import search
 
 SEARCH = {
     "sampler": "grid",
@@ -13,22 +15,24 @@ SEARCH = {
     "seed": 0,
     "grid": {"learning_rate": [0.001, 0.003], "dropout": [0.0]},
     "random": {"learning_rate": [0.0005, 0.005], "dropout": [0.0, 0.2]},
-    "epochs": 2,
-    "train_fraction": 0.5,
-    "max_length": 24,
 }
+LIGHT = {"epochs": 2, "train_fraction": 0.5, "max_length": 24}
+
+
+def main(argv):
+    run_stage(search.main, search.__doc__, arguments=search.arguments, argv=argv)
 
 
 @pytest.fixture
 def toy_repo(in_tmp, tokenizer):
     write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump({**tiny_params(), "search": SEARCH}))
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump({**tiny_params(), "search": SEARCH, "light": LIGHT}))
     return in_tmp
 
 
 def test_trial_params_apply_the_light_budget():
-    params = {**tiny_params(), "search": SEARCH}
-    trial = trial_params(params, 0.002, 0.2)
+    params = tiny_params()
+    trial = with_overrides(params, LightBudget(**LIGHT), model={"dropout": 0.2}, learning_rate=0.002)
     assert trial["train"]["learning_rate"] == 0.002 and trial["train"]["epochs"] == 2 and trial["train"]["max_length"] == 24
     assert trial["model"]["dropout"] == 0.2 and params["train"]["epochs"] == 8
 

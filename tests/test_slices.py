@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.slices import has_any, length_bucket, slice_masks, slice_table
+from sentiment.slicing import length_bucket, slice_masks, slice_table
+from sentiment.text import WordLists, has_any
 
 NEGATION = {"n't", "not", "no", "never", "nothing", "cannot", "without"}
 CONTRAST = {"but", "however", "although", "yet"}
@@ -33,8 +34,7 @@ def test_length_buckets_are_the_reference_runs(n, bucket):
 
 def test_slice_table_counts_and_deltas():
     texts = pd.Series(["not good", "good film indeed yes", "bad but fine", "great"])
-    cfg = {"word_slices": {"negation": ["not"], "contrast": ["but"]}, "length_bounds": [2, 3], "bootstrap_resamples": 1000}
-    masks = slice_masks(texts, cfg)
+    masks = slice_masks(texts, {"negation": {"not"}, "contrast": {"but"}}, [2, 3])
     assert {k: int(v.sum()) for k, v in masks.items()} == {
         "all": 4,
         "negation": 1,
@@ -44,19 +44,18 @@ def test_slice_table_counts_and_deltas():
         "length 4+": 1,
     }
     frame = pd.DataFrame({"label": [0, 1, 1, 1], "pred": [1, 1, 1, 1]})
-    rows = {r["slice"]: r for r in slice_table(frame, masks, cfg, seed=0)}
+    rows = {r["slice"]: r for r in slice_table(frame, masks, 1000, seed=0)}
     assert rows["all"]["accuracy"] == 0.75
     assert rows["negation"]["accuracy"] == 0.0 and rows["negation"]["accuracy_delta"] == -0.75
     assert np.isclose(rows["contrast"]["accuracy_delta"], 0.25)
 
 
 def test_a_bare_no_in_params_is_a_word(tmp_path):
-    from stages.common import load_params
-    from stages.slices import word_list
+    from sentiment.config import load_params, section
 
     params_file = tmp_path / "params.yaml"
-    params_file.write_text("slices:\n  word_slices:\n    negation: [not, no, Never]\n")
-    negation = load_params(params_file)["slices"]["word_slices"]["negation"]
-    assert word_list("x", negation) == {"not", "no", "never"}
-    with pytest.raises(Exception, match="invalid param x: 3 is not a word"):
-        word_list("x", ["not", 3])
+    params_file.write_text("words:\n  negation: [not, no, Never]\n  contrast: [but]\n")
+    assert section(WordLists, load_params(params_file), "words").sets()["negation"] == {"not", "no", "never"}
+    params_file.write_text("words:\n  negation: [not, 3]\n  contrast: [but]\n")
+    with pytest.raises(Exception, match=r"invalid param words.negation.1=3"):
+        section(WordLists, load_params(params_file), "words")

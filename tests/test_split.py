@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.common import StageError
-from stages.split import find_leakage, make_splits, standardise, untracked_source_warning
+from sentiment.config import DatasetConfig, UserError, section
+from sentiment.splitting import SplitConfig, find_leakage, make_splits, standardise, untracked_source_warning
 
-DS = {
+RAW_DS = {
     "source": "toy.csv",
     "text_column": "t",
     "label_column": "y",
@@ -13,7 +13,7 @@ DS = {
     "labels": ["neg", "neu", "pos"],
     "split": "pooled",
 }
-CFG = {"seed": 1, "dev_fraction": 0.1, "pooled_dev_fraction": 0.15, "pooled_test_fraction": 0.15, "train_fraction": 1.0}
+RAW_CFG = {"seed": 1, "dev_fraction": 0.1, "pooled_dev_fraction": 0.15, "pooled_test_fraction": 0.15, "train_fraction": 1.0}
 
 
 def source(n=600, seed=0):
@@ -39,7 +39,7 @@ def test_pooled_split_is_stratified_disjoint_and_deterministic():
 
 
 def test_holdout_uses_the_named_test_split_and_carves_dev():
-    ds = {**DS, "split": "holdout", "test_split": "validation"}
+    ds = dataset(split="holdout", test_split="validation")
     frames = {"train": source(500), "validation": source(50, seed=1), "test": source(50).assign(y=-1)}
     out = make_splits(frames, ds, CFG)
     assert len(out["test"]) == 50 and out["test"]["id"].str.startswith("validation:").all()
@@ -47,13 +47,13 @@ def test_holdout_uses_the_named_test_split_and_carves_dev():
 
 
 def test_train_fraction_subsamples_train_only():
-    out = make_splits({"train": source()}, DS, {**CFG, "train_fraction": 0.5})
+    out = make_splits({"train": source()}, DS, split_cfg(train_fraction=0.5))
     assert len(out["train"]) == 210 and len(out["dev"]) == 90
 
 
 def test_string_labels_are_mapped_by_name():
     frame = source(30).assign(y=lambda d: d["y"].map({0: "neg", 1: "neu", 2: "pos"}))
-    out = standardise(frame, DS, "train", DS["labels"])
+    out = standardise(frame, DS, "train")
     assert out["label"].tolist() == source(30)["y"].tolist()
 
 
@@ -67,14 +67,14 @@ def test_string_labels_are_mapped_by_name():
     ],
 )
 def test_bad_sources_fail_with_one_line(frame, message):
-    with pytest.raises(StageError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
-        standardise(frame, DS, "train", DS["labels"])
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
+        standardise(frame, DS, "train")
     assert "\n" not in str(err.value)
 
 
 def test_invalid_fraction_param_is_named():
-    with pytest.raises(StageError, match="split.train_fraction"):
-        make_splits({"train": source()}, DS, {**CFG, "train_fraction": 0})
+    with pytest.raises(UserError, match="split.train_fraction"):
+        make_splits({"train": source()}, DS, split_cfg(train_fraction=0))
 
 
 def test_leakage_finds_normalised_duplicates():
@@ -94,3 +94,14 @@ def test_only_local_files_outside_data_sources_warn(tmp_path, monkeypatch):
     assert untracked_source_warning(str(tmp_path / "data" / "sources" / "sub" / "my.parquet")) is None
     for outside in ("my.csv", "data/my.tsv", "data/sources_old/my.csv", "/elsewhere/my.parquet"):
         assert outside in untracked_source_warning(outside)
+
+
+def dataset(**overrides) -> DatasetConfig:
+    return section(DatasetConfig, {"d": {**RAW_DS, **overrides}}, "d")
+
+
+def split_cfg(**overrides) -> SplitConfig:
+    return section(SplitConfig, {"split": {**RAW_CFG, **overrides}}, "split")
+
+
+DS, CFG = dataset(), split_cfg()

@@ -1,6 +1,6 @@
 import pytest
 
-from stages.text import CleanConfig, Normalizer, clean_text, make_normalizer
+from sentiment.text import CleanConfig, Normalizer, clean_text, make_normalizer
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,86 @@
+"""Every encoder family through every model stage: a tiny random-init checkpoint of each family (hidden 32,
+2 layers) with a tokenizer of its kind, in a temporary Hub-like mirror, goes finetune -> evaluate ->
+attention (IG completeness) -> export (ONNX logits equal torch's) -> `sentiment predict` -> `sentiment explain`."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, toy_sentiment, write_clean
+from families import FAMILIES, build_checkpoint
+from sentiment.cli import main as cli
+from sentiment.models import load_classifier
+from sentiment.stage import run_stage
+from stages import attention, evaluate, export, finetune
+
+# the attention kernel each family gets for training and inference (eager only where attention weights are read)
+EXPECTED_ATTENTION = {family: "eager" if family in ("deberta-v2", "deberta-v3", "mpnet") else "sdpa" for family in FAMILIES}
+EXPECTED_BASELINE = {family: "mask" if family in ("deberta-v3", "modernbert") else "pad" for family in FAMILIES}
+
+
+def stage(module, key="toy"):
+    """A stage script's main, run through the stage skeleton as `python -m stages.<name> <key>` runs it."""
+    resume = (lambda p: p.add_argument("--resume", action="store_true")) if module is finetune else None
+    run_stage(module.main, module.__doc__, arguments=resume, argv=[key])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
+    mirror = tmp_path / "mirror"
+    hub_id = build_checkpoint(family, mirror)
+    monkeypatch.setenv("HUB_MIRROR", str(mirror))
+    monkeypatch.chdir(tmp_path)
+    write_clean(tmp_path, "toy", {"train": toy_sentiment(64, 1), "dev": toy_sentiment(24, 2), "test": toy_sentiment(24, 3)})
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["datasets"] = {
+        "toy": {"source": "toy.csv", "text_column": "text", "label_column": "label", "labels": ["negative", "positive"]}
+    }
+    params["model"].update(name=hub_id, pooling="mean", dropout=0.0)
+    params["train"].update(epochs=1, batch_size=16, max_length=32, precision="fp32", logging_steps=2, learning_rate=0.001)
+    params["evaluate"]["models"] = {"finetune": "finetune"}
+    params["attention"].update(examples_per_category=1, faithfulness_examples=4, ig_tolerance=0.01, ig_max_steps=512)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    stage(finetune)
+    trained, _, _ = load_classifier(tmp_path / "data" / "toy" / "finetune" / "model")
+    assert trained.encoder.config._attn_implementation == EXPECTED_ATTENTION[family]
+    explained, _, _ = load_classifier(tmp_path / "data" / "toy" / "finetune" / "model", need_attention_weights=True)
+    assert explained.encoder.config._attn_implementation == "eager"
+
+    stage(evaluate)
+    assert json.loads((tmp_path / "metrics" / "toy" / "evaluate.json").read_text())["models"]["finetune"]["test"]["accuracy"] >= 0
+
+    stage(attention)
+    report = json.loads((tmp_path / "metrics" / "toy" / "attribution.json").read_text())
+    ig = report["integrated_gradients"]
+    assert ig["baseline"] == EXPECTED_BASELINE[family] and ig["unconverged"] == 0
+    assert ig["relative_delta_max"] <= 0.01 or all(r["delta"] < 1e-6 for r in ig["examples"].values())
+    words = pd.read_csv(tmp_path / "plots" / "toy" / "attention" / "word_scores.csv", keep_default_na=False)
+    for piece_mark in ("##", "Ġ", "▁"):
+        assert not words["word"].str.contains(piece_mark, regex=False).any(), f"a subword piece is shown: {piece_mark}"
+
+    stage(export)
+    forms = json.loads((tmp_path / "metrics" / "toy" / "export.json").read_text())["forms"]
+    assert forms["onnx"]["agreement_with_fp32"] == 1.0 and forms["onnx"]["accuracy_delta_vs_fp32"] == 0
+
+    (tmp_path / "in.txt").write_text("a good great film\nbad awful plot\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        cli(["predict", "--dataset", "toy", "--input", "in.txt"])
+        raise SystemExit(0)
+    assert done.value.code == 0
+    predicted = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(predicted) == 2 and np.allclose(predicted[["prob_negative", "prob_positive"]].sum(axis=1), 1, atol=1e-5)
+
+    with pytest.raises(SystemExit) as done:
+        cli(["explain", "--dataset", "toy", "an unbelievably wonderful film", "--output", "map.png"])
+        raise SystemExit(0)
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and "integrated gradients:" in out and (tmp_path / "map.png").exists()
+    assert "unbelievably" in out or "wonderful" in out  # words, not pieces
