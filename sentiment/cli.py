@@ -24,6 +24,7 @@ from sentiment.config import UserError, load_params, section
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
 from sentiment.serving import clean_config, temperature, trained_model
+from sentiment.stage import OneLineParser, fail
 from sentiment.text import clean_text
 
 
@@ -198,7 +199,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="sentiment", description="Use the pipeline's fine-tuned sentiment models.")
+    root = OneLineParser(prog="sentiment", description="Use the pipeline's fine-tuned sentiment models.")
     sub = root.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="label text from a CSV, JSONL, text file or stdin")
     p.add_argument("--dataset", default="sst2", help="whose fine-tuned model to use (params.yaml datasets key)")
@@ -231,8 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.func(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        fail(str(err))
 
 
 if __name__ == "__main__":

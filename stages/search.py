@@ -6,6 +6,7 @@ The trial table goes to plots/<key>/search/trials_<sampler>.csv; the best config
 `dvc exp run` command that trains it at full budget.
 """
 
+import argparse
 import typing
 
 from sentiment.config import section
@@ -15,9 +16,15 @@ from sentiment.search import Sampler, SearchConfig, run_search, trial_count
 from sentiment.stage import Run, run_stage
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def arguments(parser) -> None:
     parser.add_argument("--sampler", choices=typing.get_args(Sampler), help="default: params.yaml search.sampler")
-    parser.add_argument("--trials", type=int, help="default: params.yaml search.trials (the grid is capped at its size)")
+    parser.add_argument("--trials", type=positive_int, help="default: params.yaml search.trials (the grid is capped at its size)")
 
 
 def main(run: Run) -> None:
