@@ -34,7 +34,7 @@ def main(run: Run) -> None:
         f"[baseline:{key}] grid search: {len(search.cv_results_['params'])} points x {cfg.cv_folds} folds "
         f"in {time.perf_counter() - start:.0f}s; best {search.best_params_} CV F1-macro {search.best_score_:.4f}"
     )
-    model = portable(search.best_estimator_)
+    model = search.best_estimator_
     compound = {split: vader_scores(frame["text"]) for split, frame in frames.items() if split != "train"}
     vader = VaderModel().fit(compound["dev"], frames["dev"]["label"].to_numpy(), len(names))
     report = {
@@ -53,7 +53,7 @@ def main(run: Run) -> None:
             for name, predictions in (("tfidf_lr", tfidf), ("vader", vader_frame)):
                 write_csv(predictions, out / f"{name}_{split}.csv")
                 report[name][split] = scores(labels, predictions["pred"])
-        joblib.dump(model, out / "tfidf_lr.joblib")
+        joblib.dump(portable(model), out / "tfidf_lr.joblib")  # after predicting, which sets the id again
         joblib.dump(vader, out / "vader.joblib")
     write_csv(cv_table(search), plots_dir(key, "baseline") / "grid.csv")
     write_json(metrics_file(key, "baseline"), report)
