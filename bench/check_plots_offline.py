@@ -1,5 +1,6 @@
 """Prove `dvc plots show` renders with no network: build the HTML, open it in headless Chromium
-with networking off, and check every plot drew a chart and the screenshot is not blank.
+with networking off, and check every plot drew a chart, every image figure is on the page and
+readable, and the screenshot is not blank.
 
     python bench/check_plots_offline.py [--out dvc_plots] [--screenshot plots_check.png]
 
@@ -59,6 +60,22 @@ def check(html: Path, screenshot: Path) -> tuple[int, int, float]:
     return plots, drawn, std
 
 
+def image_figures(html: Path) -> tuple[int, int]:
+    """(image figures on the page, how many of their files PIL can read): DVC copies each to static/."""
+    from PIL import Image
+
+    sources = re.findall(r'<img src="(static/[^"]+)"', html.read_text())
+    readable = 0
+    for source in sources:
+        try:
+            with Image.open(html.parent / source) as image:
+                image.verify()
+            readable += 1
+        except (OSError, SyntaxError):
+            pass
+    return len(sources), readable
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="dvc_plots")
@@ -69,9 +86,15 @@ def main() -> None:
     if "cdn.jsdelivr" in html.read_text():
         sys.exit(f"{html} loads vega from a CDN: run `python -m sentiment.plots_template` (setup.sh does)")
     plots, drawn, std = check(html, Path(args.screenshot))
-    print(f"{html}: {plots} plots declared, {drawn} charts drawn, screenshot pixel std {std:.1f} ({args.screenshot})")
+    images, readable = image_figures(html)
+    print(
+        f"{html}: {plots} plots declared, {drawn} charts drawn, {images} image figures ({readable} readable), "
+        f"screenshot pixel std {std:.1f} ({args.screenshot})"
+    )
     if plots == 0 or drawn < plots or std < 1.0:
         sys.exit("some charts did not render offline")
+    if readable < images:
+        sys.exit("some image figures are missing or unreadable")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@ from typing import Any
 from sentiment.config import UserError
 from sentiment.paths import metrics_file
 
-# the metrics files a card reads; ablations.json only exists for the datasets listed in `ablations`
-REQUIRED = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export")
+# the metrics files a card reads; ablations.json only exists for the datasets listed in `ablations`,
+# external.json for those with `external.sets`
+REQUIRED = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export", "behavior")
+OPTIONAL = ("ablations", "external")
 
 
 def read_metrics(key: str) -> dict[str, Any]:
     found = {}
-    for name in (*REQUIRED, "ablations"):
+    for name in (*REQUIRED, *OPTIONAL):
         path = metrics_file(key, name)
         if path.exists():
             found[name] = json.loads(path.read_text())
@@ -58,6 +60,25 @@ def limitations(key: str, m: dict[str, Any], names: list[str]) -> list[str]:
         f"Raw probabilities are {confidence} (test ECE {test['calibration']['ece']:.4f}); the `predict` command applies "
         f"the temperature fitted on dev (T={raw['temperature']:.3f}, ECE after {test['calibration_scaled']['ece']:.4f})."
     )
+    tests = m["behavior"]["models"]["finetune"]["tests"]
+    failing = sorted(((t["failure_rate"], name) for name, t in tests.items() if t["failure_rate"] >= 0.05), reverse=True)
+    if failing:
+        notes.append(
+            "Behavioural tests it fails most often: "
+            + ", ".join(f"{name} ({rate:.0%} of {tests[name]['n']})" for rate, name in failing[:3])
+            + "."
+        )
+    for name, entry in m.get("external", {}).get("sets", {}).items():
+        f = entry["models"]["finetune"]
+        if f["accuracy_minus_in_domain"] < -0.02:
+            notes.append(
+                f"Out of domain it loses accuracy: {name} {f['accuracy']:.4f} (n={entry['n']}), "
+                f"{f['accuracy_minus_in_domain']:+.4f} vs its own test."
+            )
+        if not f["temperature_helps_ece"]:
+            notes.append(
+                f"On {name} the in-domain temperature worsens calibration (ECE {f['ece']:.4f} -> {f['ece_scaled']:.4f})."
+            )
     notes.append("English only; trained on " + ("movie-review sentences and phrases." if key == "sst2" else "tweets."))
     return notes
 
@@ -95,6 +116,17 @@ def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, 
                 if model != "finetune"
             },
             "export_test_accuracy": {form: r["accuracy"] for form, r in m["export"]["forms"].items()},
+            "external_accuracy": {
+                name: {
+                    "n": e["n"],
+                    "accuracy": e["models"]["finetune"]["accuracy"],
+                    "ci95": e["models"]["finetune"]["accuracy_ci95"],
+                }
+                for name, e in m.get("external", {}).get("sets", {}).items()
+            },
+            "behavior_failure_rates": {
+                name: t["failure_rate"] for name, t in m["behavior"]["models"]["finetune"]["tests"].items()
+            },
         },
         "limitations": limitations(key, m, names),
     }
@@ -148,6 +180,36 @@ def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dic
     lines += ["", "## Exported forms (test)", "", "| form | accuracy | delta vs fp32 | size MB |", "| --- | --- | --- | --- |"]
     for form, r in m["export"]["forms"].items():
         lines.append(f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_fp32']:+.4f} | {r['size_mb']:.1f} |")
+    if "external" in m:
+        lines += [
+            "",
+            "## Out of domain (external sets, 95% bootstrap intervals)",
+            "",
+            "| set | n | model | accuracy | delta vs own test | ECE | ECE with the in-domain temperature |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, e in m["external"]["sets"].items():
+            for model, f in e["models"].items():
+                low, high = f["accuracy_ci95"]
+                lines.append(
+                    f"| {name} | {e['n']} | {model} | {f['accuracy']:.4f} [{low:.4f}, {high:.4f}] | "
+                    f"{f['accuracy_minus_in_domain']:+.4f} | {f['ece']:.4f} | {f['ece_scaled']:.4f} |"
+                )
+    lines += [
+        "",
+        "## Behavioural tests (failure rate, 95% Wilson interval)",
+        "",
+        "| test | capability | n | finetune | "
+        + " | ".join(name for name in m["behavior"]["models"] if name != "finetune")
+        + " |",
+        "| --- | --- | --- | --- |" + " --- |" * (len(m["behavior"]["models"]) - 1),
+    ]
+    for name, t in m["behavior"]["models"]["finetune"]["tests"].items():
+        rates = [
+            f"{r['tests'][name]['failure_rate']:.3f} [{r['tests'][name]['ci95'][0]:.3f}, {r['tests'][name]['ci95'][1]:.3f}]"
+            for r in m["behavior"]["models"].values()
+        ]
+        lines.append(f"| {name} | {t['capability']} | {t['n']} | " + " | ".join(rates) + " |")
     if "ablations" in m:
         lines += [
             "",

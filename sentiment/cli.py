@@ -105,23 +105,29 @@ def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
         return load_classifier(trained_model(dataset), **kwargs)
 
 
-def predict(dataset: str, texts: list[str], batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Label texts (empty ones skipped); returns the table and counts of skipped/truncated rows.
+def predict(
+    dataset: str, texts: list[str], batch_size: int = 64, long_text: str | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Label texts (empty ones skipped); returns the table and counts of skipped and long rows.
 
-    The same Predictor as `sentiment serve --form torch`, so the two give the same answers.
+    The same Predictor as `sentiment serve --form torch`, so the two give the same answers. Texts over
+    the model's max_length are read as params.yaml `predict.long_text` says (or `long_text`).
     """
-    from sentiment.serving import Predictor
+    from sentiment.serving import Predictor, predict_config
 
+    reading = predict_config()
+    if long_text:
+        reading = reading.model_copy(update={"long_text": long_text})
     with no_loading_bar():
-        predictor = Predictor(dataset, "torch", batch_size)
+        predictor = Predictor(dataset, "torch", batch_size, reading)
     cfg = clean_config()
     kept = [(t, clean_text(t, cfg)) for t in texts]
     kept = [(raw, clean) for raw, clean in kept if clean]
-    counts = {"skipped_empty": len(texts) - len(kept), "truncated": 0}
+    counts = {"skipped_empty": len(texts) - len(kept), "long": 0, "long_text": reading.long_text}
     if not kept:
         return pd.DataFrame(columns=["text", "label", "label_id"]), counts
-    lengths = [len(ids) for ids in predictor.tokenizer([c for _, c in kept], truncation=False)["input_ids"]]
-    counts["truncated"] = int(sum(n > predictor.meta["max_length"] for n in lengths))
+    lengths = [len(ids) for ids in predictor.tokenizer([c for _, c in kept], truncation=False, verbose=False)["input_ids"]]
+    counts["long"] = int(sum(n > predictor.meta["max_length"] for n in lengths))
     probs = predictor.probabilities([raw for raw, _ in kept])
     names = predictor.labels
     out = pd.DataFrame({"text": [r for r, _ in kept], "label": [names[i] for i in probs.argmax(1)], "label_id": probs.argmax(1)})
@@ -148,11 +154,13 @@ def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     texts = read_texts(args.input, args.input_format, args.text_column)
-    frame, counts = predict(args.dataset, texts, args.batch_size)
+    frame, counts = predict(args.dataset, texts, args.batch_size, args.long_text)
     if counts["skipped_empty"]:
         print(f"skipped {counts['skipped_empty']} empty lines", file=sys.stderr)
-    if counts["truncated"]:
-        print(f"warning: {counts['truncated']} texts were longer than the model's max_length and were truncated", file=sys.stderr)
+    if counts["long"] and counts["long_text"] == "truncate":
+        print(f"warning: {counts['long']} texts were longer than the model's max_length and were truncated", file=sys.stderr)
+    elif counts["long"]:
+        print(f"{counts['long']} texts longer than the model's max_length were scored in overlapping windows", file=sys.stderr)
     write_output(frame, args.output, args.output_format)
 
 
@@ -209,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="-", help="output file (.csv or .jsonl); '-' = stdout")
     p.add_argument("--output-format", choices=["csv", "jsonl"])
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--long-text", choices=["truncate", "chunk"], help="texts over max_length: default params.yaml predict.long_text"
+    )
     p.set_defaults(func=cmd_predict)
     e = sub.add_parser("explain", help="prediction, top tokens per attribution method, and an attention heatmap")
     e.add_argument("text", nargs="?", help="the text to explain")

@@ -72,6 +72,7 @@ def dataset_section(key: str, root: Path) -> list[str]:
             f"{test['a_wrong_b_right']} discordant rows, p {_p_value(test['p_value'])}."
         )
     lines += slices_section(key, metrics) + attribution_section(metrics) + ablation_section(metrics) + export_section(metrics)
+    lines += external_section(metrics) + behavior_section(metrics)
     if ref:
         lines += [
             "",
@@ -195,6 +196,87 @@ def export_section(metrics: Path) -> list[str]:
     return lines
 
 
+def _interval(low_high: list[float]) -> str:
+    return f"[{low_high[0]:.4f}, {low_high[1]:.4f}]"
+
+
+def external_rows(key: str, report: dict[str, Any], full: bool) -> list[str]:
+    """One row per external set and model: accuracy with its interval beside the in-domain test figure."""
+    rows = []
+    for name, entry in report["sets"].items():
+        for model, f in entry["models"].items():
+            within = f.get("accuracy_within_set_labels")
+            cells = [
+                key,
+                f"{name} (n={entry['n']})",
+                model,
+                f"{f['in_domain_accuracy']:.4f}",
+                f"{f['accuracy']:.4f} {_interval(f['accuracy_ci95'])}",
+                "—" if within is None else f"{within:.4f}",
+            ]
+            if full:
+                cells += [f"{f['f1_macro']:.4f} {_interval(f['f1_macro_ci95'])}", f"{f['ece']:.4f} → {f['ece_scaled']:.4f}"]
+            rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+EXTERNAL_HEADER = "| dataset | external set | model | in-domain test accuracy | accuracy [95% CI] | accuracy within its labels |"
+
+
+def external_section(metrics: Path) -> list[str]:
+    report = _load(metrics / "external.json")
+    if not report:
+        return []
+    return [
+        "",
+        f"External sets (form {report['form']}, long texts: {report['long_text']}; `finetune_truncate` reads only the "
+        "first max_length tokens; ECE before → after the in-domain temperature):",
+        "",
+        EXTERNAL_HEADER + " F1-macro [95% CI] | ECE → scaled |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *external_rows(metrics.name, report, full=True),
+    ]
+
+
+def behavior_section(metrics: Path) -> list[str]:
+    report = _load(metrics / "behavior.json")
+    if not report:
+        return []
+    models = list(report["models"])
+    lines = [
+        "",
+        "Behavioural tests (failure rate [95% Wilson interval]; templates in `data/behavior/templates.yaml`):",
+        "",
+        "| test | capability | kind | n | " + " | ".join(models) + " |",
+        "| --- | --- | --- | --- |" + " --- |" * len(models),
+    ]
+    for name, t in report["models"]["finetune"]["tests"].items():
+        rates = [
+            f"{r['tests'][name]['failure_rate']:.3f} {_interval(r['tests'][name]['ci95'])}" for r in report["models"].values()
+        ]
+        lines.append(f"| {name} | {t['capability']} | {t['kind']} | {t['n']} | " + " | ".join(rates) + " |")
+    if report.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f"{name} ({why})" for name, why in report["skipped"].items()) + "."]
+    return lines
+
+
+def wild_summary(root: Path) -> list[str]:
+    """The README's out-of-domain table and a line of behavioural failures per dataset."""
+    rows = [r for key in DATASETS if (x := _load(root / metrics_file(key, "external"))) for r in external_rows(key, x, False)]
+    lines = []
+    if rows:
+        lines += ["", "In the wild: each model on labelled sets from elsewhere, beside its own test:", ""]
+        lines += [EXTERNAL_HEADER, "| --- | --- | --- | --- | --- | --- |", *rows, ""]
+    for key in DATASETS:
+        if (behavior := _load(root / metrics_file(key, "behavior"))) is None:
+            continue
+        tests = behavior["models"]["finetune"]["tests"]
+        failing = sorted(((t["failure_rate"], name) for name, t in tests.items() if t["failure_rate"] >= 0.05), reverse=True)
+        worst = "; ".join(f"{name} {rate:.0%}" for rate, name in failing) or "none"
+        lines.append(f"- **{key}** behavioural tests: finetune fails {len(failing)} of {len(tests)} at 5% or more ({worst}).")
+    return lines
+
+
 DATASETS = ("sst2", "tweets")
 TIMINGS = Path("docs") / "results"  # raw results of timed runs (bench/repro_timing.py --save NAME)
 
@@ -239,7 +321,7 @@ def headline(root: Path) -> list[str]:
             parts.append(f"best ablation cell on dev: {ablations['best_on_dev']}")
         if parts:
             lines.append(f"- **{key}**: " + "; ".join(parts) + ".")
-    return lines
+    return lines + wild_summary(root)
 
 
 def render(root: Path = Path(".")) -> str:
@@ -304,6 +386,21 @@ def timing_tables(root: Path = Path(".")) -> str:
                 f"| {r['clients']} | {r['requests']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['sentences_per_s']:.0f} | {r['sentences_per_s'] / offline:.0%} |"
                 for r in run["levels"]
+            ),
+            "",
+        ]
+    for path in sorted((root / TIMINGS).glob("long_text_*.json")):
+        run = json.loads(path.read_text())
+        lines += [
+            f"**{path.stem}** (`python bench/long_text.py --dataset {run['dataset']} --form {run['form']} --reviews "
+            f"{run['reviews']}`; max_length {run['max_length']}, window overlap {run['window_overlap']}):",
+            "",
+            "| mode | accuracy [95% CI] | windows | seconds | reviews/s |",
+            "| --- | --- | --- | --- | --- |",
+            *(
+                f"| {mode} | {r['accuracy']:.4f} {_interval(r['accuracy_ci95'])} | {r['windows']} | {r['seconds']:.1f} | "
+                f"{r['reviews_per_s']:.1f} |"
+                for mode, r in run["modes"].items()
             ),
             "",
         ]

@@ -4,6 +4,9 @@ Optuna, not a DVC sweep: it has a seeded grid sampler *and* a seeded random samp
 continuous (log-uniform) ranges, while a DVC/Hydra sweep only enumerates listed values and makes
 every trial a full pipeline experiment. Each trial is the fine-tune on the light budget; selection
 is on dev F1-macro only (test is never read by the search).
+
+The study lives in Optuna's storage (`search.storage`), so worker processes and machines join one
+study; each finished trial is then saved as a DVC experiment with dvclive, for `dvc exp show`.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 from pydantic import PositiveInt
 
-from sentiment.config import Section, section
+from sentiment.config import Section, UserError, section
 from sentiment.light import LightBudget, with_overrides
+from sentiment.paths import LIVE
 from sentiment.training import finetune
 
 Sampler = Literal["grid", "random"]
@@ -37,14 +42,17 @@ class SearchConfig(Section):
     seed: int = 0
     grid: Space  # values to enumerate
     random: Space  # [low, high]: learning rate log-uniform, dropout uniform
+    storage: str = "sqlite:///search/optuna.db"  # Optuna storage URL; PostgreSQL/MySQL for several machines
+    study: str | None = None  # default: <dataset key>-<sampler>
 
 
-def make_sampler(cfg: SearchConfig, sampler: Sampler):
+def make_sampler(cfg: SearchConfig, sampler: Sampler, worker: int = 0):
     import optuna
 
-    if sampler == "grid":
-        return optuna.samplers.GridSampler(cfg.grid.model_dump(), seed=cfg.seed)
-    return optuna.samplers.RandomSampler(seed=cfg.seed)
+    seed = cfg.seed + worker
+    if sampler == "grid":  # unvisited grid points are read from the storage, so workers share one grid
+        return optuna.samplers.GridSampler(cfg.grid.model_dump(), seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def suggest(trial, cfg: SearchConfig, sampler: Sampler) -> tuple[float, float]:
@@ -60,12 +68,38 @@ def trial_count(cfg: SearchConfig, sampler: Sampler, trials: int | None) -> int:
     return min(n, len(cfg.grid.learning_rate) * len(cfg.grid.dropout)) if sampler == "grid" else n
 
 
-def run_search(key: str, params: dict[str, Any], sampler: Sampler, trials: int) -> pd.DataFrame:
-    """One row per trial: its values, dev figures and seconds."""
+def open_storage(url: str):
+    """Optuna's RDB storage; a SQLite file's folder is created, and SQLite waits for its lock rather than failing."""
     import optuna
 
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)  # PostgreSQL/MySQL: pip install the database's driver
+
+
+def prepare_study(storage, name: str, mode: Literal["new", "resume", "restart"]) -> None:
+    """Create the study (`new`: an error if it exists), join it (`resume`), or replace it (`restart`)."""
+    import optuna
+
+    exists = name in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if exists and mode == "new":
+        raise UserError(
+            f"study {name!r} already exists in the search storage: --resume adds trials to it "
+            "(several workers or machines), --restart replaces it"
+        )
+    if exists and mode == "restart":
+        optuna.delete_study(study_name=name, storage=storage)
+    optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+
+
+def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trials: int, name: str, run_id: str) -> None:
+    """One worker process: trials on the light budget until the study holds `trials` trials (from any worker)."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+
     cfg, budget = section(SearchConfig, params, "search"), section(LightBudget, params, "light")
-    rows = []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def objective(trial) -> float:
         learning_rate, dropout = suggest(trial, cfg, sampler)
@@ -78,23 +112,95 @@ def run_search(key: str, params: dict[str, Any], sampler: Sampler, trials: int) 
             shutil.rmtree(scratch, ignore_errors=True)
         epochs = metrics["curves"][1]
         best = epochs.loc[epochs["epoch"] == metrics["best_epoch"]]
-        rows.append(
-            {
-                "trial": trial.number,
-                "sampler": sampler,
-                "learning_rate": learning_rate,
-                "dropout": dropout,
-                "dev_f1_macro": metrics["dev"]["f1_macro"],
-                "dev_accuracy": metrics["dev"]["accuracy"],
-                "dev_loss": float(best["dev_loss"].iloc[0]) if len(best) else float("nan"),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
-        score = rows[-1]["dev_f1_macro"]
+        trial.set_user_attr("run", run_id)
+        trial.set_user_attr("dev_accuracy", metrics["dev"]["accuracy"])
+        trial.set_user_attr("dev_loss", float(best["dev_loss"].iloc[0]) if len(best) else float("nan"))
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
+        score = metrics["dev"]["f1_macro"]
         print(f"[search:{key}] trial {trial.number}: lr {learning_rate:.2e} dropout {dropout:.3f} -> dev F1 {score:.4f}")
-        return metrics["dev"]["f1_macro"]
+        return score
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, sampler))
-    study.optimize(objective, n_trials=trials)
-    return pd.DataFrame(rows)
+    # one worker: the configured seed, so a fresh single-worker study is reproducible; more: one seed each
+    study = optuna.load_study(study_name=name, storage=open_storage(cfg.storage), sampler=make_sampler(cfg, sampler, index))
+    study.optimize(objective, n_trials=trials, callbacks=[MaxTrialsCallback(trials, states=None)])
+
+
+def trials_table(study, sampler: Sampler) -> pd.DataFrame:
+    """One row per finished trial of the study (every worker's and machine's), in trial order."""
+    import optuna
+
+    rows = [
+        {
+            "trial": t.number,
+            "sampler": sampler,
+            "learning_rate": t.params["learning_rate"],
+            "dropout": t.params["dropout"],
+            "dev_f1_macro": t.value,
+            "dev_accuracy": t.user_attrs.get("dev_accuracy"),
+            "dev_loss": t.user_attrs.get("dev_loss"),
+            "seconds": t.user_attrs.get("seconds"),
+        }
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+    return pd.DataFrame(
+        rows, columns=["trial", "sampler", "learning_rate", "dropout", "dev_f1_macro", "dev_accuracy", "dev_loss", "seconds"]
+    )
+
+
+def log_experiments(key: str, name: str, table: pd.DataFrame) -> int:
+    """Each trial as a DVC experiment (dvclive: params and dev figures under dvclive/search/<key>/, which
+    dvc.yaml declares), so `dvc exp show` lists the trials beside their values. Outside a git + DVC
+    repository there is nowhere to save them. Returns the number of trials logged."""
+    from dvclive import Live
+
+    if not (Path(".dvc").is_dir() and Path(".git").exists()):
+        return 0
+    for row in table.itertuples():
+        with Live(
+            str(LIVE / "search" / key),
+            dvcyaml=False,
+            save_dvc_exp=True,
+            exp_name=f"{name}-trial-{row.trial}",
+            exp_message=f"search {name} trial {row.trial} (light budget)",
+            report=None,
+        ) as live:
+            live.log_params({"study": name, "trial": row.trial, "learning_rate": row.learning_rate, "dropout": row.dropout})
+            for metric in ("dev_f1_macro", "dev_accuracy", "dev_loss"):
+                live.summary[metric] = getattr(row, metric)
+    return len(table)
+
+
+def run_search(
+    key: str,
+    params: dict[str, Any],
+    sampler: Sampler,
+    trials: int,
+    workers: int = 1,
+    mode: Literal["new", "resume", "restart"] = "new",
+) -> pd.DataFrame:
+    """Run `workers` processes on one Optuna study in `search.storage`; return its finished trials."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import optuna
+
+    cfg = section(SearchConfig, params, "search")
+    name = cfg.study or f"{key}-{sampler}"
+    storage = open_storage(cfg.storage)
+    prepare_study(storage, name, mode)
+    run_id = uuid.uuid4().hex
+    if workers == 1:
+        worker(0, key, params, sampler, trials, name, run_id)
+    else:  # spawned processes: a forked torch would share its thread pools
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in [pool.submit(worker, i, key, params, sampler, trials, name, run_id) for i in range(workers)]:
+                done.result()
+    study = optuna.load_study(study_name=name, storage=storage)
+    table = trials_table(study, sampler)
+    log_experiments(key, name, table[table["trial"].isin(ran_by(study, run_id))])
+    return table
+
+
+def ran_by(study, run_id: str) -> list[int]:
+    """The trials this invocation's workers ran (other machines log their own)."""
+    return [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("run") == run_id]

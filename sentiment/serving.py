@@ -21,6 +21,7 @@ import yaml
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError, load_params, section
+from sentiment.long_text import PredictConfig, mean_per_text, window_batches, windows
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file, model_dir, report_dir
 from sentiment.text import CleanConfig, CleanParams, clean_text
@@ -62,11 +63,22 @@ def clean_config() -> CleanConfig:
         return CleanConfig()
 
 
+def predict_config() -> PredictConfig:
+    """params.yaml `predict` (long texts: truncate or windows), or its defaults outside a checkout."""
+    try:
+        return section(PredictConfig, load_params(), "predict")
+    except UserError as err:
+        if str(err).startswith("invalid param"):
+            raise
+        return PredictConfig()
+
+
 class Predictor:
     """Texts -> temperature-scaled class probabilities with one form of a dataset's fine-tuned model,
-    over length-sorted batches; the same cleaning and truncation as the pipeline."""
+    over length-sorted batches; the pipeline's cleaning, and long texts read as `predict` says
+    (truncated to the model's max_length, or scored in overlapping windows)."""
 
-    def __init__(self, key: str, form: Form = "torch", batch_size: int = 64):
+    def __init__(self, key: str, form: Form = "torch", batch_size: int = 64, reading: PredictConfig | None = None):
         from transformers import AutoTokenizer
 
         from sentiment.export import onnx_backend, torch_backend
@@ -87,13 +99,18 @@ class Predictor:
             self.run = onnx_backend(onnx)
         self.temperature = temperature(key)
         self.cleaning = clean_config()
+        self.reading = reading or predict_config()
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        from sentiment.export import backend_logits, sorted_batches
+        """Raw logits per text (the mean over its windows when `predict.long_text` is chunk)."""
+        from sentiment.export import backend_logits
 
+        if not texts:
+            return np.zeros((0, len(self.labels)))
         cleaned = [clean_text(t, self.cleaning) for t in texts]
-        batches = sorted_batches(self.tokenizer, cleaned, self.meta["max_length"], self.batch_size)
-        return backend_logits(self.run, batches, len(texts))
+        ids, owner = windows(self.tokenizer, cleaned, self.meta["max_length"], self.reading)
+        window_logits = backend_logits(self.run, window_batches(self.tokenizer, ids, self.batch_size), len(ids))
+        return mean_per_text(window_logits, owner, len(texts))
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         return scale(self.logits(texts), self.temperature)

@@ -1,9 +1,11 @@
 """search: grid or random hyper-parameter search on the light budget (outside `dvc repro`).
 
-    python -m stages.search <dataset key> [--sampler grid|random] [--trials N]
+    python -m stages.search <dataset key> [--sampler grid|random] [--trials N] [--workers N] [--resume | --restart]
 
-The trial table goes to plots/<key>/search/trials_<sampler>.csv; the best config is printed with the
-`dvc exp run` command that trains it at full budget.
+The study lives in params.yaml `search.storage` (a SQLite file by default; a PostgreSQL/MySQL URL lets
+several machines run the same command with --resume). Every trial is saved as a DVC experiment
+(`dvc exp show`); the table of the study's trials goes to plots/<key>/search/trials_<sampler>.csv, and
+the best config is printed with the `dvc exp run` command that trains it at full budget.
 """
 
 import argparse
@@ -25,12 +27,17 @@ def positive_int(text: str) -> int:
 def arguments(parser) -> None:
     parser.add_argument("--sampler", choices=typing.get_args(Sampler), help="default: params.yaml search.sampler")
     parser.add_argument("--trials", type=positive_int, help="default: params.yaml search.trials (the grid is capped at its size)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_const", const="resume", dest="mode", help="join or continue the study")
+    mode.add_argument("--restart", action="store_const", const="restart", dest="mode", help="replace the study")
 
 
 def main(run: Run) -> None:
     cfg = section(SearchConfig, run.params, "search")
     sampler = run.args.sampler or cfg.sampler
-    table = run_search(run.key, run.params, sampler, trial_count(cfg, sampler, run.args.trials))
+    trials = trial_count(cfg, sampler, run.args.trials)
+    table = run_search(run.key, run.params, sampler, trials, run.args.workers, run.args.mode or "new")
     path = plots_dir(run.key, "search") / f"trials_{sampler}.csv"
     write_csv(table, path)
     best = table.sort_values(["dev_f1_macro", "trial"], ascending=[False, True]).iloc[0]

@@ -22,8 +22,9 @@ SOURCES = {
 }
 
 
-def sh(repo: Path, *cmd: str) -> str:
-    env = {
+def environment() -> dict[str, str]:
+    """The environment for git and DVC commands in a tiny repository."""
+    return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "GIT_AUTHOR_NAME": "t",
@@ -32,7 +33,10 @@ def sh(repo: Path, *cmd: str) -> str:
         "GIT_COMMITTER_EMAIL": "t@t",
         "DVC_NO_ANALYTICS": "1",
     }
-    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    result = subprocess.run(cmd, cwd=repo, env=environment(), capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
@@ -57,6 +61,11 @@ def tiny_profile(params: dict, datasets: tuple[str, ...]) -> dict:
     params["attention"].update(examples_per_category=1, ig_steps=4, faithfulness_examples=10)
     params["light"].update(train_fraction=1.0, max_length=32)
     params["ablations"].update(datasets=[datasets[0]], pooling=["cls", "mean"], dropout=[0.1], seeds=[1])
+    params["behavior"].update(max_cases=10)
+    params["external"]["sets"] = {key: params["external"]["sets"][key] for key in datasets}
+    for sets in params["external"]["sets"].values():
+        for spec in sets.values():
+            spec["max_rows"] = 20
     return params
 
 
@@ -70,11 +79,12 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
     sources = root / "data" / "sources"
     sources.mkdir(parents=True)
     shutil.copy(REPO / "data" / "sources" / "README.md", sources / "README.md")
+    shutil.copytree(REPO / "data" / "behavior", root / "data" / "behavior")
     for key in datasets:
         pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / f"{key}.csv", index=False)
     params = tiny_profile(yaml.safe_load((REPO / "params.yaml").read_text()), datasets)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(root, sys.executable, "-m", "sentiment.dvc_plots")  # the plots block for the tiny profile's datasets
+    sh(root, sys.executable, "-m", "sentiment.dvc_blocks")  # the plots block for the tiny profile's datasets
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
     sh(root, "git", "add", "-A")

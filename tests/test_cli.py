@@ -59,11 +59,20 @@ def test_loading_bar_is_hidden_only_while_the_cli_loads(saved_model):
     assert hf_logging.is_progress_bar_enabled()
 
 
-def test_long_texts_warn_once_with_a_count(saved_model, capsys):
+def test_long_texts_are_read_in_windows_or_truncated_with_one_warning(saved_model, capsys):
     with open("in.txt", "w") as f:
-        f.write(" ".join(["word"] * 50) + "\nshort\n" + " ".join(["word"] * 40) + "\n")
-    code, _, err = run(capsys, "--input", "in.txt")
+        f.write(" ".join(["good"] * 50) + "\nshort\n" + " ".join(["bad"] * 40) + "\n")
+    code, windowed, err = run(capsys, "--input", "in.txt")
+    assert (
+        code == 0
+        and "warning" not in err
+        and "2 texts longer than the model's max_length were scored in overlapping windows" in err
+    )
+    code, truncated, err = run(capsys, "--input", "in.txt", "--long-text", "truncate")
     assert code == 0 and err.count("warning") == 1 and "2 texts were longer" in err
+    windowed, truncated = pd.read_csv(io.StringIO(windowed)), pd.read_csv(io.StringIO(truncated))
+    assert windowed["prob_positive"].iloc[1] == truncated["prob_positive"].iloc[1]  # "short": one window either way
+    assert (windowed["prob_positive"].iloc[[0, 2]] != truncated["prob_positive"].iloc[[0, 2]]).all()
 
 
 def test_undecodable_bytes_name_the_line(saved_model, capsys):

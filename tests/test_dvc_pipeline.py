@@ -8,6 +8,7 @@ its own copy of the run repository, so any test passes alone."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +20,19 @@ from conftest import REPO, needs_mirror
 from dvc_tiny import make_repo, ran, set_param, sh
 
 pytestmark = [needs_mirror, pytest.mark.xdist_group("dvc_pipeline")]
-PER_DATASET = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "card")
+PER_DATASET = (
+    "split",
+    "clean",
+    "baseline",
+    "finetune",
+    "evaluate",
+    "slices",
+    "attention",
+    "export",
+    "behavior",
+    "external",
+    "card",
+)
 # the tiny profile's ablation grid: pooling {cls, mean} x dropout {0.1} x seed {1}, plus the scratch row
 ABLATIONS = {
     "ablation_cell@sst2-pretrained-cls-0.1-1",
@@ -49,7 +62,18 @@ def repo(first_run, tmp_path) -> Path:
 def test_repro_runs_every_stage_then_nothing(first_run, repo):
     assert ran(first_run[1]) == ALL_STAGES
     for key in ("sst2", "tweets"):
-        for name in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export"):
+        for name in (
+            "split",
+            "clean",
+            "baseline",
+            "finetune",
+            "evaluate",
+            "slices",
+            "attribution",
+            "export",
+            "behavior",
+            "external",
+        ):
             assert (repo / "metrics" / key / f"{name}.json").exists()
         for model in ("tfidf_lr", "vader"):  # the fitted baselines load outside the stage that wrote them
             assert hasattr(joblib.load(repo / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
@@ -77,9 +101,39 @@ def test_push_then_pull_in_a_fresh_clone_reruns_nothing(repo, tmp_path):
     assert sh(clone, "dvc", "metrics", "diff", "--json").strip() in ("", "{}")
 
 
+def test_models_are_artifacts_another_project_gets_from_a_fresh_clone(repo, tmp_path):
+    """`dvc artifacts get` fetches a registered version of each dataset's model and ONNX export by name
+    through a DVC remote (a version is a GTO git tag, which `gto register` makes)."""
+    from sentiment.models import load_classifier
+
+    remote = tmp_path / "remote"
+    sh(repo, "dvc", "remote", "add", "-d", "storage", str(remote))
+    sh(repo, "git", "commit", "-qam", "a DVC remote")
+    sh(repo, "dvc", "push")
+    for name in ("sst2-sentiment", "tweets-sentiment-onnx"):
+        sh(repo, "gto", "register", name)
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    other = tmp_path / "other-project"
+    other.mkdir()
+    sh(other, "dvc", "artifacts", "get", str(clone), "sst2-sentiment", "-o", "model")
+    sh(other, "dvc", "artifacts", "get", str(clone), "tweets-sentiment-onnx", "-o", "onnx")
+    model, _, meta = load_classifier(other / "model", on=None)
+    assert meta["labels"] == ["negative", "positive"] and model.head.out_features == 2
+    assert {"model.onnx", "model_int8.onnx", "model_optimized_int8.onnx"} <= {p.name for p in (other / "onnx").iterdir()}
+
+
 def test_forced_reruns_give_byte_identical_committed_files(repo):
     """Same inputs, same bytes: metrics, plot CSVs, figures, model cards and dvc.lock do not change."""
-    for stage in ("split@tweets", "baseline@sst2", "finetune@sst2", "evaluate@sst2", "card@sst2"):
+    for stage in (
+        "split@tweets",
+        "baseline@sst2",
+        "finetune@sst2",
+        "evaluate@sst2",
+        "behavior@sst2",
+        "external@tweets",
+        "card@sst2",
+    ):
         sh(repo, "dvc", "repro", "--force", "--single-item", stage)
     changed = sh(repo, "git", "status", "--porcelain").strip()
     assert changed == "", sh(repo, "git", "diff") if changed else ""
@@ -88,8 +142,9 @@ def test_forced_reruns_give_byte_identical_committed_files(repo):
 
 def test_an_evaluate_param_reruns_evaluate_only(repo):
     set_param(repo, "evaluate", "ece_bins", 10)
-    # evaluate, and what reads its outputs: slices (evaluate.json) and the model cards (all metrics)
-    assert ran(sh(repo, "dvc", "repro")) == {f"{s}@{k}" for s in ("evaluate", "slices", "card") for k in ("sst2", "tweets")}
+    # evaluate, and what reads its outputs: slices, behavior and external (evaluate.json) and the model cards (all metrics)
+    rerun = ("evaluate", "slices", "behavior", "external", "card")
+    assert ran(sh(repo, "dvc", "repro")) == {f"{s}@{k}" for s in rerun for k in ("sst2", "tweets")}
 
 
 def test_an_edited_source_file_reruns_its_dataset_only(repo):
@@ -107,4 +162,6 @@ def test_plots_render_offline_in_headless_chromium(repo):
     shutil.copy(REPO / "bench" / "check_plots_offline.py", repo / "check_plots_offline.py")
     out = sh(repo, sys.executable, "check_plots_offline.py", "--out", "dvc_plots", "--screenshot", "shot.png")
     assert "charts drawn" in out
+    images = int(re.search(r"(\d+) image figures \((\d+) readable\)", out).group(1))
+    assert images >= 2 * 3  # at least each dataset's confusion, ROC/PR and reliability figures
     assert "cdn.jsdelivr" not in (repo / "dvc_plots" / "index.html").read_text()

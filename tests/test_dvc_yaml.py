@@ -53,5 +53,5 @@ def test_no_stage_script_imports_another(script):
 
 
 def test_the_plots_block_is_generated_from_params():
-    result = subprocess.run([sys.executable, "-m", "sentiment.dvc_plots", "--check"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "sentiment.dvc_blocks", "--check"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -51,8 +51,35 @@ def test_grid_search_runs_every_grid_point_and_prints_the_command(toy_repo, caps
 def test_random_search_is_seeded(toy_repo):
     main(["toy", "--sampler", "random", "--trials", "2"])
     first = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
-    main(["toy", "--sampler", "random", "--trials", "2"])
+    main(["toy", "--sampler", "random", "--trials", "2", "--restart"])
     second = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
     assert first["learning_rate"].tolist() == second["learning_rate"].tolist()
     assert first["dev_f1_macro"].tolist() == second["dev_f1_macro"].tolist()
     assert all(0.0005 <= lr <= 0.005 for lr in first["learning_rate"])
+
+
+def test_an_existing_study_is_neither_joined_nor_replaced_unasked(toy_repo, capsys):
+    main(["toy", "--trials", "1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["toy", "--trials", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1 and "--resume" in err and "--restart" in err
+
+
+def test_two_workers_share_one_sqlite_study_and_record_every_trial_once(toy_repo):
+    import optuna
+
+    main(["toy", "--sampler", "random", "--trials", "4", "--workers", "2"])
+    study = optuna.load_study(study_name="toy-random", storage="sqlite:///search/optuna.db")
+    trials = study.get_trials(deepcopy=False)
+    numbers = [t.number for t in trials]
+    # MaxTrialsCallback stops each worker once the study holds 4 trials; a worker already past the check may add one
+    assert 4 <= len(trials) <= 5 and sorted(numbers) == list(range(len(trials)))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({(t.params["learning_rate"], t.params["dropout"]) for t in trials}) == len(trials)  # per-worker seeds
+    assert len({t.user_attrs["run"] for t in trials}) == 1  # both workers belong to this invocation
+    table = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
+    assert table["trial"].tolist() == sorted(numbers)  # each trial once in the table, from the shared storage
+    main(["toy", "--sampler", "random", "--trials", "6", "--resume"])  # another machine or a later run joins
+    assert len(optuna.load_study(study_name="toy-random", storage="sqlite:///search/optuna.db").trials) >= 6

@@ -1,0 +1,76 @@
+"""behavior: CheckList-style behavioural tests (templates, invariance, directional) of the fine-tuned
+model and the best baseline.
+
+    python -m stages.behavior <dataset key>
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+from sentiment.behavior import BehaviorConfig, build_cases, capability_summary, failure_chart, load_suite, run_test, skip_reason
+from sentiment.config import section
+from sentiment.data import read_clean
+from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.paths import data_dir, metrics_file, plots_dir
+from sentiment.scorers import deployed_scorers
+from sentiment.stage import Run, run_stage
+
+
+def main(run: Run) -> None:
+    cfg, key, names, seed = section(BehaviorConfig, run.params, "behavior"), run.key, run.labels, run.params["seed"]
+    suite = load_suite(Path(cfg.templates))
+    rows = read_clean(key, "test").sample(frac=1.0, random_state=seed)["text"].tolist()  # seeded order
+    scorers = deployed_scorers(key, run.params, names, cfg.form)
+    report = {s.name: {"tests": {}} for s in scorers}
+    skipped, frames, summary_rows = {}, [], []
+    for number, test in enumerate(suite.tests):
+        reason = skip_reason(test, key, names)
+        cases = [] if reason else build_cases(test, suite, rows, cfg.max_cases, seed + number)
+        if reason or not cases:
+            skipped[test.name] = reason or "no case: the perturbation changes none of the rows"
+            continue
+        for scorer in scorers:
+
+            def score(texts, scorer=scorer):
+                out = scorer(texts)
+                return out.probabilities(scorer.temperature), out.preds
+
+            summary, frame = run_test(test, cases, score, names, cfg.tolerance)
+            report[scorer.name]["tests"][test.name] = summary
+            frames.append(frame.assign(test=test.name, model=scorer.name))
+            low, high = summary["ci95"]
+            summary_rows.append(
+                {
+                    "test": test.name,
+                    "model": scorer.name,
+                    **{k: summary[k] for k in ("capability", "kind", "n", "failure_rate")},
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    for r in report.values():
+        r["capabilities"] = capability_summary(r["tests"])
+    cases = pd.concat(frames, ignore_index=True)
+    worst = (
+        cases[cases["failed"]]
+        .sort_values(["test", "model", "severity", "text"], ascending=[True, True, False, True], kind="stable")
+        .groupby(["test", "model"], sort=False)
+        .head(cfg.worst)
+    )
+    table = pd.DataFrame(summary_rows)
+    write_json(metrics_file(key, "behavior"), {"models": report, "skipped": skipped, "tolerance": cfg.tolerance})
+    with atomic_dir(data_dir(key, "behavior")) as out:
+        write_csv(cases, out / "cases.csv")
+    with atomic_dir(plots_dir(key, "behavior")) as out:
+        write_csv(table, out / "failure_rates.csv")
+        write_csv(table[table["model"] == "finetune"], out / "finetune.csv")  # the `dvc plots` chart
+        write_csv(worst.drop(columns="failed"), out / "worst_failures.csv")
+        failure_chart(out / "failure_rates.png", table, key)
+    for name, r in report.items():
+        parts = [f"{t} {s['failures']}/{s['n']}" for t, s in r["tests"].items()]
+        print(f"[behavior:{key}] {name} failures: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__)
