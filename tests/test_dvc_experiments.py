@@ -87,7 +87,7 @@ def test_live_training_metrics_are_readable_while_dvc_exp_run_trains(repo):
     output = proc.communicate()[0]
     assert proc.returncode == 0, output[-3000:]
     assert seen is not None and stage_done is False, "no live metrics were readable while the fine-tune ran"
-    assert "loss" in seen["train"] and seen["step"] >= 0
+    assert {"loss", "learning_rate", "step"} <= set(seen)  # the training log so far, as transformers names it
     final = json.loads(live.read_text())
     assert "f1_macro" in final["eval"]  # dev figures per evaluation, as transformers' dvclive callback names them
     shown = json.loads(sh(repo, "dvc", "metrics", "show", "--json"))
