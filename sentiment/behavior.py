@@ -1,8 +1,9 @@
 """Behavioural tests after CheckList (Ribeiro et al., ACL 2020): minimum functionality (mft), invariance
 (inv) and directional (dir) tests generated from committed templates (data/behavior/templates.yaml).
 
-Written here rather than with the `checklist` package: it pins old releases of its dependencies and
-installs Jupyter widgets; the part used (fill templates, perturb, count failures) is this module.
+Written here rather than with the `checklist` package: its latest release (0.0.11, a source archive)
+does not build with our stack (its setup.py runs `pip install jupyter` while building), and the part
+needed (fill templates, perturb, count failures) is this module.
 Generation is seeded: the same templates, rows and seed give the same cases.
 """
 

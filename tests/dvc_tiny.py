@@ -35,10 +35,11 @@ def environment() -> dict[str, str]:
     }
 
 
-def sh(repo: Path, *cmd: str) -> str:
+def sh(repo: Path, *cmd: str, stderr: bool = True) -> str:
+    """The command's output (stdout, then stderr unless `stderr=False`); a failure shows both."""
     result = subprocess.run(cmd, cwd=repo, env=environment(), capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
+    return result.stdout + (result.stderr if stderr else "")
 
 
 def ran(output: str) -> set[str]:
