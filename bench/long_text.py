@@ -1,7 +1,7 @@
 """Long texts, truncated or read in windows: accuracy with intervals and time, side by side in one run,
 on full-length NLTK movie reviews (about 750 words each) with a dataset's fine-tuned model.
 
-    python bench/long_text.py [--dataset sst2] [--form onnx-int8] [--reviews 200] [--save NAME]
+    python bench/long_text.py [--dataset sst2] [--form onnx_int8] [--reviews 200] [--save NAME]
 
 Each mode scores the same seeded sample of reviews; each is timed twice and the faster run kept.
 Timings go to bench/results/ (and docs/results/long_text_NAME.json with --save), never to metrics/.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,13 @@ import numpy as np
 from sentiment.external import ExternalSet, read_set
 from sentiment.long_text import PredictConfig, windows
 from sentiment.metrics import bootstrap_interval
-from sentiment.serving import Predictor
+from sentiment.predictor import Form, Predictor
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sst2")
-    parser.add_argument("--form", default="onnx-int8", choices=["onnx-int8", "onnx", "torch"])
+    parser.add_argument("--form", default="onnx_int8", choices=typing.get_args(Form))
     parser.add_argument("--reviews", type=int, default=200)
     parser.add_argument("--overlap", type=float, default=0.25, help="predict.window_overlap for chunk")
     parser.add_argument("--save", metavar="NAME", help="also write docs/results/long_text_NAME.json (committed)")

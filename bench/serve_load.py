@@ -2,7 +2,7 @@
 request, a fixed number of requests per level; prints p50/p95/p99 latency and sentences/s beside the
 offline batched throughput of the same form measured in the same run. Prints, asserts nothing.
 
-    python bench/serve_load.py --dataset sst2 --form onnx-int8 [--requests 400] [--save NAME]
+    python bench/serve_load.py --dataset sst2 --form onnx_int8 [--requests 400] [--save NAME]
 
 The clients run on the same machine as the server (2 cores here), so they take CPU from it.
 """
@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,8 @@ import numpy as np
 
 from sentiment.config import load_params, section
 from sentiment.data import read_clean
-from sentiment.serving import Predictor, ServeConfig
+from sentiment.predictor import Form, Predictor
+from sentiment.serving import ServeConfig
 
 
 def free_port() -> int:
@@ -67,7 +69,7 @@ async def load(url: str, texts: list[str], clients: int, requests: int) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sst2")
-    parser.add_argument("--form", default="onnx-int8", choices=["onnx-int8", "onnx", "torch"])
+    parser.add_argument("--form", default="onnx_int8", choices=typing.get_args(Form))
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--save", metavar="NAME", help="also write docs/results/serve_load_NAME.json")

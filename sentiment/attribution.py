@@ -11,7 +11,6 @@ gap |sum(attributions) - (f(x) - f(baseline))| is within `ig_tolerance` of |f(x)
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,12 +74,12 @@ def pooled_row(matrix: torch.Tensor, pooling: str) -> np.ndarray:
     return row.numpy()
 
 
-def attention_scores(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor, target: int) -> np.ndarray:
+def attention_scores(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """Last layer's attention, heads averaged, as seen from the pooled vector."""
     return pooled_row(attentions(model, input_ids, mask)[-1].mean(dim=0), model.pooling)
 
 
-def rollout_scores(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor, target: int) -> np.ndarray:
+def rollout_scores(model: SentimentClassifier, input_ids: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     return pooled_row(rollout(attentions(model, input_ids, mask)), model.pooling)
 
 
@@ -96,7 +95,8 @@ def absolute_positions(model: SentimentClassifier) -> nn.Embedding | None:
 def resolve_baseline(tokenizer, choice: Baseline) -> str:
     """`auto`: [MASK] wherever the tokenizer has a mask token, else padding. Measured on every tested
     family (bench/ig_baselines.py, docs/experiments.md), a [MASK] baseline left a smaller completeness gap
-    at a fixed step count than padding in 7 of 10 families, and a far smaller one for DeBERTa-v3 and BERT,
+    at a fixed step count than padding in most families (the README's table counts them), and a far smaller
+    one for DeBERTa-v3 and BERT,
     whose all-padding input (relative positions; a zero padding row) is nearly one point repeated."""
     if choice != "auto":
         return choice
@@ -226,8 +226,8 @@ def explain_example(model: SentimentClassifier, tokenizer, text: str, max_length
         "target": target,
         "layers": {f"layer {i % len(att)}": per_word_matrix(att[i].mean(dim=0).numpy(), groups) for i in cfg.layers},
         "scores": {
-            "attention": per_word(attention_scores(model, ids, mask, target), groups, "mean"),
-            "rollout": per_word(rollout_scores(model, ids, mask, target), groups, "mean"),
+            "attention": per_word(attention_scores(model, ids, mask), groups, "mean"),
+            "rollout": per_word(rollout_scores(model, ids, mask), groups, "mean"),
             "integrated_gradients": per_word(ig, groups, "sum"),
         },
         "ig": ig_info,
@@ -290,8 +290,6 @@ def attention_heatmap(path: Path, words: list[str], maps: dict[str, np.ndarray],
 
 
 # --- faithfulness ---------------------------------------------------------------------------------------
-
-Scorer = Callable[[SentimentClassifier, torch.Tensor, torch.Tensor, int], np.ndarray]
 
 
 @torch.no_grad()
@@ -369,8 +367,8 @@ def faithfulness_report(
     for ids, target in zip(examples, targets, strict=True):
         t = torch.tensor([ids], device=on)
         m = torch.ones_like(t)
-        scores["attention"].append(attention_scores(model, t, m, target))
-        scores["rollout"].append(rollout_scores(model, t, m, target))
+        scores["attention"].append(attention_scores(model, t, m))
+        scores["rollout"].append(rollout_scores(model, t, m))
         ig, info = integrated_gradients(model, tokenizer, t, m, target, cfg)
         scores["integrated_gradients"].append(ig)
         ig_runs.append(info)

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_predict
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
@@ -117,6 +117,16 @@ def grid_search(train: pd.DataFrame, cfg: BaselineConfig, seed: int, n_classes: 
         search.fit(train["text_norm"], train["label"])
         search.best_estimator_.set_params(memory=None)
     return search
+
+
+def out_of_fold_probs(
+    texts: pd.Series, labels: np.ndarray, cfg: BaselineConfig, C: float, folds: int, seed: int, n_classes: int
+) -> np.ndarray:
+    """Class probabilities of each row from the TF-IDF pipeline (logistic regression at `C`) fitted on the other folds."""
+    pipeline = build_pipeline(cfg, seed, n_classes)
+    pipeline.set_params(**{"clf__estimator__C" if one_vs_rest(cfg, n_classes) else "clf__C": C})
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return cross_val_predict(pipeline, texts, labels, cv=split, method="predict_proba", n_jobs=cfg.n_jobs)
 
 
 def cv_table(search: GridSearchCV) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from pydantic import Field, PositiveInt, ValidationError, model_validator
 from scipy import stats
 
 from sentiment.config import Section, UserError
-from sentiment.serving import Form
+from sentiment.predictor import Form
 
 Kind = Literal["mft", "inv", "dir"]
 PERTURBATIONS = (
@@ -44,7 +44,7 @@ class BehaviorConfig(Section):
     """params.yaml `behavior`."""
 
     templates: str = "data/behavior/templates.yaml"
-    form: Form = "onnx-int8"  # the fine-tuned model's form under test
+    form: Form = "onnx_int8"  # the fine-tuned model's form under test
     max_cases: PositiveInt = 200  # per test: a seeded sample of its template fills or test rows
     tolerance: float = Field(0.1, ge=0, le=1)  # dir: allowed move of P(label) the wrong way
     worst: PositiveInt = 5  # failures kept per test and model, most severe first

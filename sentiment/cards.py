@@ -1,4 +1,4 @@
-"""Model cards (markdown and JSON) generated from a dataset's metrics files, never written by hand."""
+"""Model cards (markdown and JSON) generated from a dataset's metrics files and its params.yaml entry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sentiment.paths import metrics_file
 
 # the metrics files a card reads; ablations.json only exists for the datasets listed in `ablations`,
 # external.json for those with `external.sets`
-REQUIRED = ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export", "behavior")
+REQUIRED = ("split", "label_issues", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export", "behavior")
 OPTIONAL = ("ablations", "external")
 
 
@@ -30,7 +30,7 @@ def ci(figures: dict[str, Any], name: str) -> str:
     return f"{figures[name]:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def limitations(key: str, m: dict[str, Any], names: list[str]) -> list[str]:
+def limitations(m: dict[str, Any], description: str | None) -> list[str]:
     """Known limitations, each stated from a measured figure."""
     notes = []
     worst = min(
@@ -79,8 +79,39 @@ def limitations(key: str, m: dict[str, Any], names: list[str]) -> list[str]:
             notes.append(
                 f"On {name} the in-domain temperature worsens calibration (ECE {f['ece']:.4f} -> {f['ece_scaled']:.4f})."
             )
-    notes.append("English only; trained on " + ("movie-review sentences and phrases." if key == "sst2" else "tweets."))
+    audit = m["label_issues"]
+    notes.append(
+        f"Training labels: the {audit['model']} audit flags {audit['flagged_rate']:.1%} of train rows as likely mislabelled "
+        f"({audit['flagged']} of {audit['rows_audited']}); the model was trained on them"
+        + (" minus those rows." if m["clean"]["train"]["dropped"].get("label_issue") else " as given.")
+    )
+    notes.append(f"Trained on {description}." if description else "Trained on the data named above only.")
     return notes
+
+
+def trained_with_line(env: dict[str, Any] | None) -> str:
+    if not env:
+        return "- Precision and device: not recorded."
+    flags = f", CPU flags {', '.join(env['cpu_flags'])}" if env["device"] == "cpu" and env.get("cpu_flags") else ""
+    return f"- Trained in {env['precision']} on {env['device']}{flags}; torch {env['torch']}, transformers {env['transformers']}."
+
+
+def audit_lines(m: dict[str, Any]) -> list[str]:
+    """The training-label audit's paragraph: rows flagged per class and, when measured, its precision on injected flips."""
+    audit = m["label_issues"]
+    per_class = ", ".join(f"{name} {r['flagged_rate']:.1%}" for name, r in audit["per_class"].items())
+    lines = [
+        f"Training-label audit (`label_issues`, cleanlab on {audit['folds']}-fold {audit['model']} probabilities): "
+        f"{audit['flagged']} of {audit['rows_audited']} train rows ({audit['flagged_rate']:.1%}) flagged as likely "
+        f"mislabelled; by given label: {per_class}."
+    ]
+    if "injected" in audit:
+        inj = audit["injected"]
+        lines[0] += (
+            f" On {inj['flipped']} labels flipped on purpose ({inj['fraction']:.0%}), it finds {inj['recall']:.1%} "
+            f"with precision {inj['precision']:.1%}."
+        )
+    return lines
 
 
 def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +131,7 @@ def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, 
         "intended_use": f"{len(names)}-class sentiment of short English texts like those in {ds['source']}",
         "data": {split: m["clean"][split]["rows"] for split in ("train", "dev", "test")},
         "training": {k: params["train"][k] for k in sorted(params["train"])},
+        "trained_with": m["finetune"].get("trained_with"),
         "metrics": {
             "test": {
                 "accuracy": test["accuracy"],
@@ -128,7 +160,13 @@ def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, 
                 name: t["failure_rate"] for name, t in m["behavior"]["models"]["finetune"]["tests"].items()
             },
         },
-        "limitations": limitations(key, m, names),
+        "label_audit": {
+            "model": m["label_issues"]["model"],
+            "rows_audited": m["label_issues"]["rows_audited"],
+            "flagged_rate": m["label_issues"]["flagged_rate"],
+            "dropped_from_train": m["clean"]["train"]["dropped"].get("label_issue", 0),
+        },
+        "limitations": limitations(m, ds.get("description")),
     }
 
 
@@ -149,12 +187,16 @@ def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dic
         f"{params['train']['max_length']}, seed {params['seed']}; best epoch by dev {params['train']['best_metric']}: "
         f"{m['finetune']['best_epoch']:g}.",
         f"- Temperature fitted on dev: {ft['temperature']:.3f}.",
+        trained_with_line(m["finetune"].get("trained_with")),
         "",
         "## Data",
         "",
-        f"Source `{params['datasets'][key]['source']}`: "
+        (f"{params['datasets'][key]['description']}. " if params["datasets"][key].get("description") else "")
+        + f"Source `{params['datasets'][key]['source']}`: "
         + ", ".join(f"{split} {n}" for split, n in card["data"].items())
         + " rows (after de-duplication and cleaning).",
+        "",
+        *audit_lines(m),
         "",
         "## Test metrics (95% bootstrap intervals)",
         "",
@@ -177,9 +219,9 @@ def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dic
     for name, r in m["slices"]["finetune"].items():
         if r["accuracy"] is not None:
             lines.append(f"| {name} | {r['n']} | {r['accuracy']:.4f} | {r['accuracy_delta']:+.4f} |")
-    lines += ["", "## Exported forms (test)", "", "| form | accuracy | delta vs fp32 | size MB |", "| --- | --- | --- | --- |"]
+    lines += ["", "## Exported forms (test)", "", "| form | accuracy | delta vs torch | size MB |", "| --- | --- | --- | --- |"]
     for form, r in m["export"]["forms"].items():
-        lines.append(f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_fp32']:+.4f} | {r['size_mb']:.1f} |")
+        lines.append(f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_torch']:+.4f} | {r['size_mb']:.1f} |")
     if "external" in m:
         lines += [
             "",

@@ -3,7 +3,7 @@
 sentiment predict --dataset sst2 --input reviews.csv --text-column review --output out.jsonl
 echo "what a lovely film" | sentiment predict --dataset sst2
 sentiment explain --dataset sst2 "not bad at all"
-sentiment serve --dataset sst2 --form onnx-int8 --port 8000
+sentiment serve --dataset sst2 --form onnx_int8 --port 8000
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import sys
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ import pandas as pd
 from sentiment.config import UserError, load_params, section
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
-from sentiment.serving import clean_config, temperature, trained_model
+from sentiment.predictor import Form, clean_config, temperature, trained_model
 from sentiment.stage import OneLineParser, fail
 from sentiment.text import clean_text
 
@@ -113,7 +114,7 @@ def predict(
     The same Predictor as `sentiment serve --form torch`, so the two give the same answers. Texts over
     the model's max_length are read as params.yaml `predict.long_text` says (or `long_text`).
     """
-    from sentiment.serving import Predictor, predict_config
+    from sentiment.predictor import Predictor, predict_config
 
     reading = predict_config()
     if long_text:
@@ -231,7 +232,7 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_explain)
     s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, GET /healthz, GET /v1/model")
     s.add_argument("--dataset", default="sst2", help="whose fine-tuned model to serve (params.yaml datasets key)")
-    s.add_argument("--form", choices=["onnx-int8", "onnx", "torch"], default="onnx-int8", help="which exported form answers")
+    s.add_argument("--form", choices=typing.get_args(Form), default="onnx_int8", help="which exported form answers")
     s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)

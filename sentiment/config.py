@@ -68,6 +68,7 @@ class DatasetConfig(Section):
     """One entry of `datasets`: where the data comes from and its label names."""
 
     source: str
+    description: str | None = None  # what the texts are, for the model card ("movie-review sentences")
     text_column: str
     label_column: str
     id_column: str | None = None

@@ -1,4 +1,9 @@
-"""dvc.yaml's top-level `metrics:`, `plots:` and `artifacts:` blocks, generated from params.yaml's datasets.
+"""The generated parts of dvc.yaml: each stage's code deps, from the imports of its script, and the
+top-level `metrics:`, `plots:` and `artifacts:` blocks, from params.yaml's datasets.
+
+A stage's code deps are its script and every `sentiment`/`stages` module it imports, directly or through
+others (imports inside functions included: that code runs too), so a new import never means editing
+dvc.yaml by hand and a code change reruns exactly the stages it affects.
 
 DVC has no `foreach` for top-level blocks, and stage-level plots take one y column of one file, so
 the per-dataset entries are declared here once and written out for every dataset:
@@ -12,13 +17,15 @@ the per-dataset entries are declared here once and written out for every dataset
   figure of the dataset, so `dvc plots show` has them all, grouped per dataset;
 - artifacts: each dataset's fine-tuned model and its ONNX export, for `dvc artifacts get`.
 
-    python -m sentiment.dvc_blocks           # rewrite the block after the marker in dvc.yaml
+    python -m sentiment.dvc_blocks           # rewrite the code deps and the block after the marker in dvc.yaml
     python -m sentiment.dvc_blocks --check   # exit 1 if it is out of date (a test runs this)
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -140,10 +147,10 @@ def dataset_plots(key: str, labels: list[str], ablated: bool, external: bool = F
             (
                 "ablations",
                 "bar_horizontal",
-                "dev_accuracy",
+                "dev_f1_macro",
                 {path("ablations", "summary.csv"): "config"},
-                "ablations, dev accuracy (mean over seeds; light budget)",
-                "dev accuracy",
+                "ablations, dev F1-macro (mean over seeds; light budget; the best cell is picked by it)",
+                "dev F1-macro",
                 "configuration",
             )
         )
@@ -170,6 +177,7 @@ def dataset_images(key: str, params: dict[str, Any], ablated: bool, external: bo
     methods = ("attention", "integrated_gradients", "rollout")
     files = [plots_dir(key, "figures") / f"{name}.png" for name in ("confusion", "roc_pr", "reliability")]
     files += [plots_dir(key, "slices") / "slices.png", plots_dir(key, "behavior") / "failure_rates.png"]
+    files += [plots_dir(key, "label_issues") / "noise_matrix.png"]
     files += [plots_dir(key, "external") / "accuracy.png"] if external else []
     files += [plots_dir(key, "ablations") / "ablations.png"] if ablated else []
     files += [plots_dir(key, "attention") / f"{c}{i}_{m}.png" for c in categories for i in range(k) for m in methods]
@@ -214,9 +222,52 @@ def render(params: dict[str, Any]) -> str:
     return f"{MARKER}\n" + yaml.safe_dump(blocks, sort_keys=False, width=1000)
 
 
-def updated(dvc_yaml: str, params: dict[str, Any]) -> str:
+PACKAGES = ("sentiment", "stages")
+CODE_DEP = re.compile(r"^(\s+)- ((?:sentiment|stages)/[\w/]+\.py)\s*$")
+STAGE_CMD = re.compile(r"cmd: python -m stages\.(\w+)")
+
+
+def code_deps(script: str, root: Path = Path(".")) -> list[str]:
+    """`script` (a repository-relative path) and every project module it imports, transitively, sorted."""
+    seen, todo = set(), [script]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            else:
+                continue
+            for module in modules:
+                file = module.replace(".", "/") + ".py"
+                if module.split(".")[0] in PACKAGES and (root / file).exists():
+                    todo.append(file)
+    script_first = sorted(seen - {script})
+    return [script, *script_first]
+
+
+def with_code_deps(stages_text: str, root: Path = Path(".")) -> str:
+    """The stages part of dvc.yaml with each stage's `.py` deps replaced by `code_deps` of its script."""
+    out, script, written = [], None, False
+    for line in stages_text.splitlines():
+        if command := STAGE_CMD.search(line):
+            script, written = f"stages/{command.group(1)}.py", False
+        if (dep := CODE_DEP.match(line)) and script:
+            if not written:
+                out += [f"{dep.group(1)}- {path}" for path in code_deps(script, root)]
+                written = True
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def updated(dvc_yaml: str, params: dict[str, Any], root: Path = Path(".")) -> str:
     head = dvc_yaml.split(MARKER, 1)[0].rstrip("\n")
-    return f"{head}\n\n{render(params)}"
+    return f"{with_code_deps(head, root)}\n\n{render(params)}"
 
 
 def main() -> None:

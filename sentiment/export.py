@@ -1,8 +1,10 @@
-"""Exported forms of the fine-tuned model, each scored on test like fp32.
+"""Exported forms of the fine-tuned model, each scored on test like the torch fp32 model.
 
-Forms: `fp32` (the finetune checkpoint in torch), `torch_int8` (torch dynamic int8 quantization
-of every Linear layer), `onnx` (fp32 graph run by onnxruntime) and `onnx_int8` (onnxruntime's
-dynamic int8 quantization of that graph). The ONNX files are DVC outs; the torch int8 model is
+Forms, by the names `sentiment predict/serve --form` and the behavior/external stages use too:
+`torch` (the finetune checkpoint, fp32), `torch_int8` (torch dynamic int8 quantization of every
+Linear layer), `onnx` (the fp32 graph run by onnxruntime), `onnx_int8` (onnxruntime's dynamic int8
+quantization of that graph) and `onnx_optimized_int8` (the same after onnxruntime's transformer
+fusions). The ONNX files are DVC outs; the torch int8 model is
 rebuilt from fp32 in a second, so it is not stored. Speed is measured by bench/inference.py,
 not here: timings are not reproducible and do not belong in metrics. Scoring runs the torch fp32
 form and onnxruntime on the GPU where there is one (torch's dynamic int8 is CPU-only).
@@ -23,6 +25,7 @@ from torch import nn
 from sentiment.config import Section
 from sentiment.metrics import f1_macro
 from sentiment.models import SentimentClassifier, length_sorted_batches
+from sentiment.paths import FORM_FILES
 
 
 class ExportConfig(Section):
@@ -31,7 +34,6 @@ class ExportConfig(Section):
     batch_size: PositiveInt = 64  # length-sorted test batches when scoring each form
 
 
-FORMS = ("fp32", "torch_int8", "onnx", "onnx_int8")
 # (input_ids, attention_mask) as int64 arrays -> logits
 Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -151,9 +153,6 @@ def optimize_onnx(source: Path, target: Path, config) -> None:
     optimized.save_model_to_file(str(target))
 
 
-FORM_FILES = {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx", "onnx_optimized_int8": "model_optimized_int8.onnx"}
-
-
 def build_forms(model: SentimentClassifier, tokenizer, out: Path) -> dict[str, Backend]:
     """Write the ONNX files under `out` and return a runnable backend per form."""
     export_onnx(model, tokenizer, out / FORM_FILES["onnx"])
@@ -162,7 +161,7 @@ def build_forms(model: SentimentClassifier, tokenizer, out: Path) -> dict[str, B
     quantize_onnx(out / "model_optimized.onnx", out / FORM_FILES["onnx_optimized_int8"])
     (out / "model_optimized.onnx").unlink()  # an intermediate: the int8 file is the form served
     return {
-        "fp32": torch_backend(model),
+        "torch": torch_backend(model),
         "torch_int8": torch_backend(quantize_int8(model)),
         **{form: onnx_backend(out / name) for form, name in FORM_FILES.items()},
     }
@@ -171,21 +170,23 @@ def build_forms(model: SentimentClassifier, tokenizer, out: Path) -> dict[str, B
 def score_forms(
     backends: dict[str, Backend], batches: list, labels: np.ndarray, sizes: dict[str, float]
 ) -> dict[str, dict[str, Any]]:
-    """Accuracy and F1-macro per form, and each form's difference from fp32 and label agreement with it."""
+    """Accuracy and F1-macro per form, and each form's difference from fp32: in those, in labels, and in logits."""
     report: dict[str, dict[str, Any]] = {}
     reference = None
     for form, run in backends.items():
-        preds = backend_logits(run, batches, len(labels)).argmax(axis=1)
-        reference = preds if reference is None else reference
+        logits = backend_logits(run, batches, len(labels))
+        reference = logits if reference is None else reference
+        preds = logits.argmax(axis=1)
         report[form] = {
             "accuracy": float((preds == labels).mean()),
             "f1_macro": f1_macro(labels, preds),
-            "agreement_with_fp32": float((preds == reference).mean()),
+            "agreement_with_torch": float((preds == reference.argmax(axis=1)).mean()),
+            "max_abs_logit_diff_vs_torch": float(np.abs(logits - reference).max()),
             "size_mb": sizes[form],
         }
     for form in backends:
         for metric in ("accuracy", "f1_macro"):
-            report[form][f"{metric}_delta_vs_fp32"] = report[form][metric] - report["fp32"][metric]
+            report[form][f"{metric}_delta_vs_torch"] = report[form][metric] - report["torch"][metric]
     return report
 
 

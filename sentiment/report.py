@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sentiment.config import load_params
 from sentiment.paths import metrics_file
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -72,7 +73,7 @@ def dataset_section(key: str, root: Path) -> list[str]:
             f"{test['a_wrong_b_right']} discordant rows, p {_p_value(test['p_value'])}."
         )
     lines += slices_section(key, metrics) + attribution_section(metrics) + ablation_section(metrics) + export_section(metrics)
-    lines += external_section(metrics) + behavior_section(metrics)
+    lines += external_section(metrics) + behavior_section(metrics) + label_audit_section(metrics)
     if ref:
         lines += [
             "",
@@ -81,6 +82,35 @@ def dataset_section(key: str, root: Path) -> list[str]:
             + ".",
         ]
     lines.append("")
+    return lines
+
+
+def label_audit_section(metrics: Path) -> list[str]:
+    """The training-label audit: rows flagged per given class, the estimated joint, the injected-noise check."""
+    audit = _load(metrics / "label_issues.json")
+    if not audit:
+        return []
+    names = list(audit["per_class"])
+    lines = [
+        "",
+        f"Training-label audit (cleanlab `{audit['filter_by']}` on {audit['folds']}-fold out-of-fold {audit['model']} "
+        f"probabilities, {audit['rows_audited']} train rows, out-of-fold accuracy {audit['out_of_fold_accuracy']:.4f}); "
+        "estimated joint P(given, true) beside the rows flagged:",
+        "",
+        "| given label | rows | flagged | rate | " + " | ".join(f"P(given, true={n})" for n in names) + " |",
+        "| --- | --- | --- | --- |" + " --- |" * len(names),
+    ]
+    for name, r in audit["per_class"].items():
+        joint = " | ".join(f"{audit['joint_given_true'][name][t]:.4f}" for t in names)
+        lines.append(f"| {name} | {r['rows']} | {r['flagged']} | {r['flagged_rate']:.4f} | {joint} |")
+    if inj := audit.get("injected"):
+        lines += [
+            "",
+            f"On {inj['flipped']} labels flipped on purpose ({inj['fraction']:.0%}, seed {inj['seed']}): "
+            f"{inj['flagged']} flagged, {inj['found']} of them flipped: precision {inj['precision']:.4f}, "
+            f"recall {inj['recall']:.4f}; precision {inj['precision_beyond_natural_issues']:.4f} when rows "
+            "the audit of the given labels flags too are not counted.",
+        ]
     return lines
 
 
@@ -185,13 +215,13 @@ def export_section(metrics: Path) -> list[str]:
         "",
         f"Exported forms of the fine-tuned model on test (n={report['n_test']}; speed: `python bench/inference.py`):",
         "",
-        "| form | accuracy | delta vs fp32 | F1-macro | delta vs fp32 | labels as fp32 | size MB |",
+        "| form | accuracy | delta vs torch | F1-macro | delta vs torch | labels as torch | size MB |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for form, r in report["forms"].items():
         lines.append(
-            f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_fp32']:+.4f} | {r['f1_macro']:.4f} | "
-            f"{r['f1_macro_delta_vs_fp32']:+.4f} | {r['agreement_with_fp32']:.4f} | {r['size_mb']:.1f} |"
+            f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_torch']:+.4f} | {r['f1_macro']:.4f} | "
+            f"{r['f1_macro_delta_vs_torch']:+.4f} | {r['agreement_with_torch']:.4f} | {r['size_mb']:.1f} |"
         )
     return lines
 
@@ -262,12 +292,17 @@ def behavior_section(metrics: Path) -> list[str]:
 
 def wild_summary(root: Path) -> list[str]:
     """The README's out-of-domain table and a line of behavioural failures per dataset."""
-    rows = [r for key in DATASETS if (x := _load(root / metrics_file(key, "external"))) for r in external_rows(key, x, False)]
+    rows = [
+        r
+        for key in dataset_keys(root)
+        if (x := _load(root / metrics_file(key, "external")))
+        for r in external_rows(key, x, False)
+    ]
     lines = []
     if rows:
         lines += ["", "In the wild: each model on labelled sets from elsewhere, beside its own test:", ""]
         lines += [EXTERNAL_HEADER, "| --- | --- | --- | --- | --- | --- |", *rows, ""]
-    for key in DATASETS:
+    for key in dataset_keys(root):
         if (behavior := _load(root / metrics_file(key, "behavior"))) is None:
             continue
         tests = behavior["models"]["finetune"]["tests"]
@@ -277,8 +312,25 @@ def wild_summary(root: Path) -> list[str]:
     return lines
 
 
-DATASETS = ("sst2", "tweets")
+def dataset_keys(root: Path) -> list[str]:
+    """params.yaml's datasets, in its order."""
+    return list(load_params(root / "params.yaml").get("datasets") or {})
+
+
 TIMINGS = Path("docs") / "results"  # raw results of timed runs (bench/repro_timing.py --save NAME)
+
+
+def label_audit_summary(audit: dict[str, Any], evaluate: dict[str, Any] | None) -> str:
+    """One clause: train rows the label audit flags, its precision/recall on injected flips, and its view of test errors."""
+    text = f"label audit ({audit['model']}) flags {audit['flagged_rate']:.1%} of train"
+    if inj := audit.get("injected"):
+        text += f" (on {inj['fraction']:.0%} injected flips: precision {inj['precision']:.2f}, recall {inj['recall']:.2f})"
+    if evaluate and (view := evaluate.get("label_audit")):
+        text += (
+            f", and {view['top_confident_errors_flagged']} of the {view['top_confident_errors']} most confident "
+            "test errors look mislabelled"
+        )
+    return text
 
 
 def headline(root: Path) -> list[str]:
@@ -287,7 +339,7 @@ def headline(root: Path) -> list[str]:
         "| dataset | model | test accuracy [95% CI] | test F1-macro [95% CI] | ECE raw → scaled | reference (published) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for key in DATASETS:
+    for key in dataset_keys(root):
         evaluate = _load(root / metrics_file(key, "evaluate"))
         if evaluate is None:
             lines.append(f"| {key} | _not run yet_ | | | | |")
@@ -304,7 +356,7 @@ def headline(root: Path) -> list[str]:
                 f"{_fmt(t['calibration_scaled']['ece'])} | {note.get(model, '') or '—'} |"
             )
     lines.append("")
-    for key in DATASETS:
+    for key in dataset_keys(root):
         metrics = (root / metrics_file(key, "evaluate")).parent
         parts = []
         if (attribution := _load(metrics / "attribution.json")) is not None:
@@ -316,9 +368,11 @@ def headline(root: Path) -> list[str]:
         if (export := _load(metrics / "export.json")) is not None:
             name = "onnx_optimized_int8" if "onnx_optimized_int8" in export["forms"] else "onnx_int8"
             int8 = export["forms"][name]
-            parts.append(f"{name} {int8['accuracy_delta_vs_fp32']:+.4f} accuracy vs fp32 at {int8['size_mb']:.0f} MB")
+            parts.append(f"{name} {int8['accuracy_delta_vs_torch']:+.4f} accuracy vs torch fp32 at {int8['size_mb']:.0f} MB")
         if (ablations := _load(metrics / "ablations.json")) is not None:
             parts.append(f"best ablation cell on dev: {ablations['best_on_dev']}")
+        if (audit := _load(metrics / "label_issues.json")) is not None:
+            parts.append(label_audit_summary(audit, _load(metrics / "evaluate.json")))
         if parts:
             lines.append(f"- **{key}**: " + "; ".join(parts) + ".")
     return lines + wild_summary(root)
@@ -338,7 +392,7 @@ def render(root: Path = Path(".")) -> str:
 def results_page(root: Path = Path(".")) -> str:
     """docs/results.md: every dataset's detailed tables."""
     lines = ["# Results", "", "_Generated by `python -m sentiment.report` from `metrics/`; do not edit by hand._", ""]
-    for key in DATASETS:
+    for key in dataset_keys(root):
         lines += dataset_section(key, root)
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -19,7 +19,7 @@ from sentiment.io import read_json
 from sentiment.long_text import PredictConfig
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file
-from sentiment.serving import Form, Predictor
+from sentiment.predictor import Form, Predictor
 from sentiment.text import CleanParams, WordLists, clean_text
 
 

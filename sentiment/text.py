@@ -132,6 +132,7 @@ class CleanParams(Section):
     keep_negations: bool = True  # the `words.negation` list survives stopword removal
     lemmatize: bool = True
     stem: bool = False
+    drop_label_issues: bool = False  # train rows that label_issues flags are dropped
 
     def light(self) -> CleanConfig:
         return CleanConfig(self.url_placeholder, self.user_placeholder, self.max_repeat)

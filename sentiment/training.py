@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
 from pydantic import Field, PositiveInt
 from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -139,7 +141,8 @@ def build_trainable(
     return model
 
 
-def training_arguments(cfg: TrainConfig, seed: int, output_dir: Path) -> TrainingArguments:
+def training_arguments(cfg: TrainConfig, seed: int, output_dir: Path, *, evaluate: bool = True) -> TrainingArguments:
+    """The Trainer's arguments; `evaluate=False` trains for the set epochs with no dev split and no checkpoints."""
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
@@ -153,10 +156,10 @@ def training_arguments(cfg: TrainConfig, seed: int, output_dir: Path) -> Trainin
         gradient_accumulation_steps=cfg.grad_accum,
         lr_scheduler_type="linear",
         train_sampling_strategy="group_by_length",
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy="epoch" if evaluate else "no",
+        save_strategy="epoch" if evaluate else "no",
         save_total_limit=2,
-        load_best_model_at_end=True,
+        load_best_model_at_end=evaluate,
         metric_for_best_model=cfg.best_metric,
         greater_is_better=cfg.best_metric != "loss",
         logging_strategy="steps",
@@ -184,6 +187,34 @@ def training_curves(log_history: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd
     return pd.DataFrame(steps, columns=["step", "epoch", "train_loss", "learning_rate"]), pd.DataFrame(
         epochs, columns=["epoch", "dev_loss", "dev_accuracy", "dev_f1_macro"]
     )
+
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what decides CPU speed here
+
+
+def cpu_flags() -> list[str]:
+    """Which of CPU_FLAGS this CPU has (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        present = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [flag for flag in CPU_FLAGS if flag in present]
+
+
+def trained_with(args: TrainingArguments) -> dict[str, Any]:
+    """What produced the figures: the precision the Trainer used, the device, library versions."""
+    import transformers
+
+    device = args.device.type
+    if device == "cuda":
+        device = f"cuda ({torch.cuda.get_device_name(args.device)})"
+    return {
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "device": device,
+        "cpu_flags": cpu_flags(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def live_logger(live_dir: Path | None) -> list[Any]:
@@ -271,7 +302,11 @@ def finetune(
     )
     if not trainer.is_world_process_zero():
         return None
-    metrics: dict[str, Any] = {"best_epoch": best_epoch, "epochs_run": trainer.state.epoch}
+    metrics: dict[str, Any] = {
+        "best_epoch": best_epoch,
+        "epochs_run": trainer.state.epoch,
+        "trained_with": trained_with(trainer.args),
+    }
     unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
     (out_dir / "model").mkdir(parents=True, exist_ok=True)
     save_classifier(
@@ -297,3 +332,34 @@ def finetune(
         write_csv(frame, out_dir / f"finetune_{split}.csv")
     metrics["curves"] = training_curves(trainer.state.log_history)
     return metrics
+
+
+def out_of_fold_probs(texts: pd.Series, labels: np.ndarray, params: dict[str, Any], folds: int, n_classes: int) -> np.ndarray:
+    """Class probabilities of each row from the configured encoder trained on the other folds (no dev
+    split, no checkpoints: `train.epochs` as given, e.g. the light budget's)."""
+    import tempfile
+
+    model_cfg, train_cfg, tokenizer = validated(params)
+    seed = params["seed"]
+    probs = np.zeros((len(labels), n_classes))
+    frame = pd.DataFrame({"text": np.asarray(texts), "label": labels})
+    for fold, (fit_rows, held_rows) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(frame, labels)):
+        set_seed(seed + fold)
+        model = build_trainable(model_cfg, train_cfg, tokenizer, n_classes)
+        with tempfile.TemporaryDirectory(prefix="out-of-fold-") as scratch:
+            args = training_arguments(train_cfg, seed + fold, Path(scratch), evaluate=False)
+            trainer = Trainer(
+                model=model,
+                args=args,
+                train_dataset=tokenize(frame.iloc[fit_rows], tokenizer, train_cfg.max_length),
+                processing_class=tokenizer,
+                data_collator=DataCollatorWithPadding(tokenizer),
+            )
+            trainer.train()
+        held = frame["text"].iloc[held_rows].tolist()
+        logits = predict_logits(
+            model, tokenizer, held, train_cfg.max_length, train_cfg.eval_batch_size, args.bf16, progress=False
+        )
+        probs[held_rows] = softmax(logits)
+        print(f"out-of-fold {fold + 1}/{folds}: trained on {len(fit_rows)} rows, scored {len(held_rows)}")
+    return probs

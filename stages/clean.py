@@ -1,9 +1,11 @@
-"""clean: light cleaning for the encoder (`text`), normalised tokens for the baselines (`text_norm`).
+"""clean: light cleaning for the encoder (`text`), normalised tokens for the baselines (`text_norm`);
+with `clean.drop_label_issues`, train without the rows the label_issues stage flags.
 
 python -m stages.clean <dataset key>
 """
 
 import numpy as np
+import pandas as pd
 
 from sentiment.config import UserError, section
 from sentiment.data import SPLITS
@@ -20,6 +22,13 @@ def main(run: Run) -> None:
     for split in SPLITS:
         frame = read_parquet(data_dir(run.key, "split") / f"{split}.parquet")
         cleaned[split], dropped = clean_split(frame, cfg, normalize, dedup=split == "train" and cfg.dedup_train)
+        if split == "train" and cfg.drop_label_issues:
+            issues_file = data_dir(run.key, "label_issues") / "issues.csv"
+            if not issues_file.exists():
+                raise UserError(f"missing input file: {issues_file} (clean.drop_label_issues needs the label_issues stage)")
+            flagged = pd.read_csv(issues_file, dtype={"id": str})["id"]
+            issue = cleaned[split]["id"].astype(str).isin(set(flagged))
+            cleaned[split], dropped["label_issue"] = cleaned[split][~issue].reset_index(drop=True), int(issue.sum())
         if cleaned[split].empty:
             raise UserError(f"split {split!r} of dataset {run.key!r} is empty after cleaning")
         counts = np.bincount(cleaned[split]["label"], minlength=len(run.labels))

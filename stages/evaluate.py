@@ -15,6 +15,7 @@ from sentiment.evaluation import (
     write_figures,
 )
 from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.label_audit import LabelIssuesConfig, flag_test_errors
 from sentiment.metrics import mcnemar_exact, scale
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
@@ -22,6 +23,7 @@ from sentiment.stage import Run, run_stage
 
 def main(run: Run) -> None:
     cfg, names, key = section(EvaluateConfig, run.params, "evaluate").check(), run.labels, run.key
+    audit = section(LabelIssuesConfig, run.params, "label_issues")
     splits = {split: read_clean(key, split) for split in ("dev", "test")}
     preds = {
         model: {s: load_predictions(predictions_file(key, stage, model, s), splits[s], names) for s in splits}
@@ -46,6 +48,9 @@ def main(run: Run) -> None:
         probs = frame[prob_columns(names)].to_numpy()
         write_figures(out, test_labels, probs, scaled, frame["pred"].to_numpy(), names, cfg.ece_bins, key)
     analysis = analysis_table(splits["test"], frame, scaled, names)
+    # the label audit's view of the test errors: which rows its rule would call mislabelled (reporting only)
+    flagged, report["label_audit"] = flag_test_errors(test_labels, scaled, analysis, audit)
+    analysis["label_issue"] = flagged
     with atomic_dir(data_dir(key, "evaluate")) as out:
         write_csv(analysis, out / "test_predictions.csv")
         errors = analysis[~analysis["correct"]].sort_values(["confidence", "id"], ascending=[False, True], kind="stable")

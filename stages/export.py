@@ -1,4 +1,5 @@
-"""export: torch int8, ONNX, ONNX int8 and optimized ONNX int8 forms of the fine-tuned model, each scored on test like fp32.
+"""export: torch int8, ONNX, ONNX int8 and optimized ONNX int8 forms of the fine-tuned model, each scored on
+test like the torch fp32 model.
 
 python -m stages.export <dataset key>
 """
@@ -8,10 +9,10 @@ import torch
 
 from sentiment.config import section
 from sentiment.data import encode_labels, read_clean
-from sentiment.export import FORM_FILES, ExportConfig, build_forms, quantize_int8, score_forms, serialized_mb, sorted_batches
+from sentiment.export import ExportConfig, build_forms, quantize_int8, score_forms, serialized_mb, sorted_batches
 from sentiment.io import atomic_dir, write_csv, write_json
 from sentiment.models import load_classifier
-from sentiment.paths import data_dir, metrics_file, model_dir
+from sentiment.paths import FORM_FILES, data_dir, metrics_file, model_dir
 from sentiment.stage import Run, run_stage
 
 
@@ -25,19 +26,19 @@ def main(run: Run) -> None:
     with atomic_dir(data_dir(key, "export")) as out:
         backends = build_forms(model, tokenizer, out)
         sizes = {
-            "fp32": serialized_mb(model),
+            "torch": serialized_mb(model),
             "torch_int8": serialized_mb(quantize_int8(model)),
             **{form: (out / name).stat().st_size / 2**20 for form, name in FORM_FILES.items()},
         }
         forms = score_forms(backends, batches, labels, sizes)
         tokenizer.save_pretrained(out / "tokenizer")
         write_csv(pd.DataFrame([{"form": f, **v} for f, v in forms.items()]), out / "scores.csv")
-    goal = "at most 1 point of accuracy or F1-macro lost against fp32"
+    goal = "at most 1 point of accuracy or F1-macro lost against the torch fp32 model"
     write_json(metrics_file(key, "export"), {"forms": forms, "n_test": len(labels), "goal": goal})
     for form, r in forms.items():
         print(
-            f"[export:{key}] {form}: test acc {r['accuracy']:.4f} ({r['accuracy_delta_vs_fp32']:+.4f}) "
-            f"F1 {r['f1_macro']:.4f} ({r['f1_macro_delta_vs_fp32']:+.4f}) agreement {r['agreement_with_fp32']:.4f} "
+            f"[export:{key}] {form}: test acc {r['accuracy']:.4f} ({r['accuracy_delta_vs_torch']:+.4f}) "
+            f"F1 {r['f1_macro']:.4f} ({r['f1_macro_delta_vs_torch']:+.4f}) agreement {r['agreement_with_torch']:.4f} "
             f"{r['size_mb']:.1f} MB"
         )
 

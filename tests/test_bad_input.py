@@ -1,9 +1,16 @@
-"""Every bad input named across the issues, fed to the real stage commands: a one-line error
-naming the thing, a non-zero exit, and no stage output left behind (half-written or not)."""
+"""Every bad input named across the issues, fed to the stage commands: a one-line error naming the
+thing, a non-zero exit, and no stage output left behind (half-written or not).
+
+Most run the command's module in this process, as `python -m` does (`runpy`), where an uncaught
+exception fails the test; the exit status and stderr of a real interpreter are checked where they are
+the point (`real_command`): a missing params file, bytes that are not UTF-8, an argparse error, Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -11,6 +18,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO, tiny_params, toy_sentiment, write_clean
@@ -18,9 +26,27 @@ from conftest import REPO, tiny_params, toy_sentiment, write_clean
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-def run_stage(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, input=stdin, timeout=300)
+def real_command(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m <args>` in a new interpreter, from `root`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, timeout=300)
+
+
+def run_stage(root: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` from `root`, run in this process; stderr as bytes, like real_command's."""
+    err, argv, cwd = io.StringIO(), sys.argv, os.getcwd()
+    code = 0
+    try:
+        os.chdir(root)
+        sys.argv = [module, *args]
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+    return subprocess.CompletedProcess([module, *args], code, b"", err.getvalue().encode())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -65,7 +91,7 @@ def test_missing_input_file(tmp_path):
 
 
 def test_missing_params_file(tmp_path):
-    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2"), "params file not found")
+    assert_one_line_error(real_command(tmp_path, "stages.split", "sst2"), "params file not found")
 
 
 def test_missing_column(tmp_path):
@@ -131,7 +157,7 @@ def test_unknown_model_id_while_offline(tmp_path):
 def test_non_utf8_input_to_predict(tmp_path):
     (tmp_path / "texts.txt").write_bytes(b"a fine film\nbad \xff\xfe bytes\n")
     # input is read (and refused) before any model is loaded
-    result = run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.txt")
+    result = real_command(tmp_path, "sentiment.cli", "predict", "--input", "texts.txt")
     assert_one_line_error(result, "texts.txt: line 2 is not valid UTF-8")
 
 
@@ -163,12 +189,19 @@ def test_interrupted_finetune_leaves_no_output(tmp_path):
     assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "plots/toy/finetune")
 
 
-def test_missing_or_unknown_dataset_key(tmp_path):
+DATASET_STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "ablation_cell", "search"))
+
+
+@pytest.mark.parametrize("stage", DATASET_STAGES)
+def test_a_missing_or_unknown_dataset_key_is_named(stage, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    for stage in ("split", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "card"):
-        assert_one_line_error(run_stage(tmp_path, f"stages.{stage}"), "the following arguments are required: key")
-    assert_one_line_error(run_stage(tmp_path, "stages.evaluate", "imdb"), "unknown dataset key 'imdb'", "sst2", "tweets")
-    assert_one_line_error(run_stage(tmp_path, "stages.split", "sst2", "--bogus"), "unrecognized arguments: --bogus")
+    assert_one_line_error(run_stage(tmp_path, f"stages.{stage}"), "the following arguments are required: key")
+    assert_one_line_error(run_stage(tmp_path, f"stages.{stage}", "imdb"), "unknown dataset key 'imdb'", "sst2", "tweets")
+
+
+def test_an_argument_error_exits_non_zero_from_a_real_interpreter(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    assert_one_line_error(real_command(tmp_path, "stages.split", "sst2", "--bogus"), "unrecognized arguments: --bogus")
 
 
 def test_a_misspelt_or_mistyped_param_is_named(tmp_path):
@@ -184,20 +217,13 @@ def test_a_misspelt_or_mistyped_param_is_named(tmp_path):
     assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
 
 
-def test_a_model_that_cannot_be_loaded_is_named(tmp_path):
+def test_a_model_that_cannot_be_loaded_is_named(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror" / "models" / "broken" / "encoder"
     mirror.mkdir(parents=True)
     (mirror / "config.json").write_text('{"model_type": "no-such-family"}')
     finetune_setup(tmp_path, name="broken/encoder", tokenizer=None)
-    env_root = tmp_path / "mirror"
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.finetune", "toy"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore", "HUB_MIRROR": str(env_root)},
-        capture_output=True,
-        timeout=300,
-    )
-    assert_one_line_error(result, "cannot load model 'broken/encoder'")
+    monkeypatch.setenv("HUB_MIRROR", str(tmp_path / "mirror"))
+    assert_one_line_error(run_stage(tmp_path, "stages.finetune", "toy"), "cannot load model 'broken/encoder'")
     assert no_outputs(tmp_path, "data/toy/finetune")
 
 

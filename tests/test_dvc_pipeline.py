@@ -1,9 +1,11 @@
-"""End to end: the real `dvc repro` on a tiny profile of both datasets, in a temporary copy of
-the repository: every stage runs, a rerun does nothing, results travel through a DVC remote,
-forced reruns are byte-identical, an evaluate param reruns only what reads evaluate, an edited
-source file reruns its dataset's stages, and the plots render offline. (test_dvc_experiments.py
-covers params changes upstream of evaluate.) The pipeline runs once per module; each test works on
-its own copy of the run repository, so any test passes alone."""
+"""End to end: the real `dvc repro` on the tiny profile of both datasets, run once per session
+(conftest.tiny_run): every stage runs, a rerun does nothing, results travel through a DVC remote and
+`dvc artifacts get`, forced reruns are byte-identical, an evaluate param reruns only what reads
+evaluate, an edited source file reruns its dataset's stages, and the plots render offline.
+
+What a change would rerun is read from `dvc repro --dry` (the stages whose own deps changed) and
+`dvc dag` (what depends on them); each promise of the README is also kept by one real rerun. Tests that
+change the repository work on a private copy of it (`tiny_repo`), so any test passes alone."""
 
 from __future__ import annotations
 
@@ -11,90 +13,42 @@ import json
 import re
 import shutil
 import sys
-from pathlib import Path
 
 import joblib
 import pytest
 import yaml
 
 from conftest import REPO, needs_mirror
-from dvc_tiny import make_repo, ran, set_param, sh
+from dvc_tiny import ALL_STAGES, KEYS, PER_DATASET, downstream, ran, set_param, sh, would_run
 
-pytestmark = [needs_mirror, pytest.mark.xdist_group("dvc_pipeline")]
-PER_DATASET = (
-    "split",
-    "clean",
-    "baseline",
-    "finetune",
-    "evaluate",
-    "slices",
-    "attention",
-    "export",
-    "behavior",
-    "external",
-    "card",
-)
-# the tiny profile's ablation grid: pooling {cls, mean} x dropout {0.1} x seed {1}, plus the scratch row
-ABLATIONS = {
-    "ablation_cell@sst2-pretrained-cls-0.1-1",
-    "ablation_cell@sst2-pretrained-mean-0.1-1",
-    "ablation_scratch@sst2-1",
-    "ablation_summary@sst2",
-}
-ALL_STAGES = {f"{s}@{k}" for s in PER_DATASET for k in ("sst2", "tweets")} | ABLATIONS
+pytestmark = [needs_mirror, pytest.mark.slow, pytest.mark.xdist_group("dvc")]
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory) -> tuple[Path, str]:
-    """The tiny repository after one `dvc repro` of every stage, committed; and that repro's output."""
-    root = make_repo(tmp_path_factory.mktemp("pipeline") / "repo", ("sst2", "tweets"))
-    output = sh(root, "dvc", "repro")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "tiny run")
-    return root, output
-
-
-@pytest.fixture
-def repo(first_run, tmp_path) -> Path:
-    """A private copy of the run repository (git history and DVC cache included)."""
-    return Path(shutil.copytree(first_run[0], tmp_path / "repo", symlinks=True))
-
-
-def test_repro_runs_every_stage_then_nothing(first_run, repo):
-    assert ran(first_run[1]) == ALL_STAGES
-    for key in ("sst2", "tweets"):
-        for name in (
-            "split",
-            "clean",
-            "baseline",
-            "finetune",
-            "evaluate",
-            "slices",
-            "attribution",
-            "export",
-            "behavior",
-            "external",
-        ):
-            assert (repo / "metrics" / key / f"{name}.json").exists()
+def test_repro_runs_every_stage_then_nothing(tiny_run):
+    root, output = tiny_run
+    assert ran(output) == ALL_STAGES
+    for key in KEYS:
+        for name in (*(s for s in PER_DATASET if s not in ("attention", "card")), "attribution"):
+            assert (root / "metrics" / key / f"{name}.json").exists()
         for model in ("tfidf_lr", "vader"):  # the fitted baselines load outside the stage that wrote them
-            assert hasattr(joblib.load(repo / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
-        card = (repo / "reports" / key / "MODEL_CARD.md").read_text()
+            assert hasattr(joblib.load(root / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
+        card = (root / "reports" / key / "MODEL_CARD.md").read_text()
         assert "## Exported forms (test)" in card and ("## Ablations" in card) == (key == "sst2")
-    ablations = json.loads((repo / "metrics" / "sst2" / "ablations.json").read_text())
+        assert "Training-label audit" in card
+    ablations = json.loads((root / "metrics" / "sst2" / "ablations.json").read_text())
     assert set(ablations["configs"]) == {"pretrained cls dropout 0.1", "pretrained mean dropout 0.1", "scratch cls dropout 0.1"}
     assert ablations["configs"]["pretrained cls dropout 0.1"]["test_accuracy_delta_vs_final"] == 0
-    second = sh(repo, "dvc", "repro")
-    assert ran(second) == set()
-    assert "up to date" in sh(repo, "dvc", "status")
+    assert ran(sh(root, "dvc", "repro")) == set()
+    assert "up to date" in sh(root, "dvc", "status")
 
 
-def test_push_then_pull_in_a_fresh_clone_reruns_nothing(repo, tmp_path):
+def test_push_then_pull_in_a_fresh_clone_reruns_nothing(tiny_repo, tmp_path):
     """A GPU user pushes once; a colleague clones, pulls and reruns nothing."""
     remote = tmp_path / "remote"
-    sh(repo, "dvc", "remote", "add", "--local", "-d", "shared", str(remote))
-    sh(repo, "dvc", "push", "--run-cache")
+    sh(tiny_repo, "dvc", "remote", "add", "--local", "-d", "shared", str(remote))
+    sh(tiny_repo, "dvc", "push", "--run-cache")
     clone = tmp_path / "clone"
-    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    sh(tmp_path, "git", "clone", "-q", str(tiny_repo), str(clone))
     sh(clone, "dvc", "remote", "add", "--local", "-d", "shared", str(remote))
     sh(clone, "dvc", "pull", "--run-cache")
     assert (clone / "data" / "sst2" / "finetune" / "model" / "head.json").exists()
@@ -103,19 +57,19 @@ def test_push_then_pull_in_a_fresh_clone_reruns_nothing(repo, tmp_path):
     assert sh(clone, "dvc", "metrics", "diff", "--json", stderr=False).strip() in ("", "{}")
 
 
-def test_models_are_artifacts_another_project_gets_from_a_fresh_clone(repo, tmp_path):
+def test_models_are_artifacts_another_project_gets_from_a_fresh_clone(tiny_repo, tmp_path):
     """`dvc artifacts get` fetches a registered version of each dataset's model and ONNX export by name
     through a DVC remote (a version is a GTO git tag, which `gto register` makes)."""
     from sentiment.models import load_classifier
 
     remote = tmp_path / "remote"
-    sh(repo, "dvc", "remote", "add", "-d", "storage", str(remote))
-    sh(repo, "git", "commit", "-qam", "a DVC remote")
-    sh(repo, "dvc", "push")
+    sh(tiny_repo, "dvc", "remote", "add", "-d", "storage", str(remote))
+    sh(tiny_repo, "git", "commit", "-qam", "a DVC remote")
+    sh(tiny_repo, "dvc", "push")
     for name in ("sst2-sentiment", "tweets-sentiment-onnx"):
-        sh(repo, "gto", "register", name)
+        sh(tiny_repo, "gto", "register", name)
     clone = tmp_path / "clone"
-    sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    sh(tmp_path, "git", "clone", "-q", str(tiny_repo), str(clone))
     other = tmp_path / "other-project"
     other.mkdir()
     sh(other, "dvc", "artifacts", "get", str(clone), "sst2-sentiment", "-o", "model")
@@ -125,10 +79,11 @@ def test_models_are_artifacts_another_project_gets_from_a_fresh_clone(repo, tmp_
     assert {"model.onnx", "model_int8.onnx", "model_optimized_int8.onnx"} <= {p.name for p in (other / "onnx").iterdir()}
 
 
-def test_forced_reruns_give_byte_identical_committed_files(repo):
+def test_forced_reruns_give_byte_identical_committed_files(tiny_repo):
     """Same inputs, same bytes: metrics, plot CSVs, figures, model cards and dvc.lock do not change."""
     for stage in (
         "split@tweets",
+        "label_issues@tweets",
         "baseline@sst2",
         "finetune@sst2",
         "evaluate@sst2",
@@ -136,48 +91,63 @@ def test_forced_reruns_give_byte_identical_committed_files(repo):
         "external@tweets",
         "card@sst2",
     ):
-        sh(repo, "dvc", "repro", "--force", "--single-item", stage)
-    changed = sh(repo, "git", "status", "--porcelain").strip()
-    assert changed == "", sh(repo, "git", "diff") if changed else ""
-    assert "up to date" in sh(repo, "dvc", "status")
+        sh(tiny_repo, "dvc", "repro", "--force", "--single-item", stage)
+    changed = sh(tiny_repo, "git", "status", "--porcelain").strip()
+    assert changed == "", sh(tiny_repo, "git", "diff") if changed else ""
+    assert "up to date" in sh(tiny_repo, "dvc", "status")
 
 
-def test_an_evaluate_param_reruns_evaluate_only(repo):
-    set_param(repo, "evaluate", "ece_bins", 10)
+def test_an_evaluate_param_reruns_evaluate_and_what_reads_it(tiny_repo):
+    set_param(tiny_repo, "evaluate", "ece_bins", 10)
     # evaluate, and what reads its outputs: slices, behavior and external (evaluate.json) and the model cards (all metrics)
-    rerun = ("evaluate", "slices", "behavior", "external", "card")
-    assert ran(sh(repo, "dvc", "repro")) == {f"{s}@{k}" for s in rerun for k in ("sst2", "tweets")}
+    rerun = {f"{s}@{k}" for s in ("evaluate", "slices", "behavior", "external", "card") for k in KEYS}
+    assert would_run(tiny_repo) == {f"evaluate@{k}" for k in KEYS}
+    assert downstream(tiny_repo, {f"evaluate@{k}" for k in KEYS}) == rerun
+    assert ran(sh(tiny_repo, "dvc", "repro")) == rerun
 
 
-def test_an_edited_source_file_reruns_its_dataset_only(repo):
-    source = repo / "data" / "sources" / "tweets.csv"
+def test_an_edited_source_file_reruns_its_dataset_only(tiny_repo):
+    source = tiny_repo / "data" / "sources" / "tweets.csv"
     source.write_text("".join(source.read_text().splitlines(keepends=True)[:-10]))  # drop 10 rows
     # every split and external stage reads data/sources; only the tweets split comes out different
-    assert ran(sh(repo, "dvc", "repro")) == {"split@sst2", "external@sst2"} | {f"{s}@tweets" for s in PER_DATASET}
+    assert would_run(tiny_repo) == {"split@sst2", "split@tweets", "external@sst2", "external@tweets"}
+    assert ran(sh(tiny_repo, "dvc", "repro")) == {"split@sst2", "external@sst2"} | {f"{s}@tweets" for s in PER_DATASET}
 
 
-def test_dvc_plots_show_gathers_every_image_figure(repo):
+def test_a_clean_param_reruns_clean_and_downstream_never_split(tiny_repo):
+    root = tiny_repo
+    set_param(root, "clean", "lemmatize", False)  # changes text_norm, so the clean outputs change
+    # label_issues cleans train itself; behavior and external clean their own texts the same way
+    direct = {f"{s}@{k}" for s in ("label_issues", "clean", "behavior", "external") for k in KEYS}
+    assert would_run(root) == direct
+    everything_after = downstream(root, direct)
+    assert everything_after == ALL_STAGES - {f"split@{k}" for k in KEYS}
+
+
+def test_dvc_plots_show_gathers_every_image_figure(tiny_run, tmp_path):
     """Without a browser: every PNG the generated plots block names, and that exists, is on the page."""
     import importlib.util
 
+    root = tiny_run[0]
     spec = importlib.util.spec_from_file_location("check_plots_offline", REPO / "bench" / "check_plots_offline.py")
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
-    sh(repo, "dvc", "plots", "show", "-o", "dvc_plots")
-    images, readable = check.image_figures(repo / "dvc_plots" / "index.html")
-    declared = [p for p in yaml.safe_load((repo / "dvc.yaml").read_text())["plots"] if isinstance(p, str)]
-    present = [p for p in declared if p.endswith(".png") and (repo / p).exists()]
-    assert images == readable == len(present) >= 2 * 6  # per dataset: 3 evaluate figures, slices, behavior, external
+    sh(root, "dvc", "plots", "show", "-o", str(tmp_path / "dvc_plots"))
+    images, readable = check.image_figures(tmp_path / "dvc_plots" / "index.html")
+    declared = [p for p in yaml.safe_load((root / "dvc.yaml").read_text())["plots"] if isinstance(p, str)]
+    present = [p for p in declared if p.endswith(".png") and (root / p).exists()]
+    # per dataset: 3 evaluate figures, slices, behavior, external, the label audit's noise matrix
+    assert images == readable == len(present) >= 2 * 7
 
 
-def test_plots_render_offline_in_headless_chromium(repo):
+def test_plots_render_offline_in_headless_chromium(tiny_repo):
     if not shutil.which("chromium"):
-        pytest.skip("needs Debian's chromium")
-    sh(repo, sys.executable, "-m", "sentiment.plots_template")
-    sh(repo, "dvc", "config", "plots.html_template", "offline_plots.html")
-    shutil.copy(REPO / "bench" / "check_plots_offline.py", repo / "check_plots_offline.py")
-    out = sh(repo, sys.executable, "check_plots_offline.py", "--out", "dvc_plots", "--screenshot", "shot.png")
+        pytest.skip("needs Debian's chromium (.ci/run installs it)")
+    sh(tiny_repo, sys.executable, "-m", "sentiment.plots_template")
+    sh(tiny_repo, "dvc", "config", "plots.html_template", "offline_plots.html")
+    shutil.copy(REPO / "bench" / "check_plots_offline.py", tiny_repo / "check_plots_offline.py")
+    out = sh(tiny_repo, sys.executable, "check_plots_offline.py", "--out", "dvc_plots", "--screenshot", "shot.png")
     assert "charts drawn" in out
     images = int(re.search(r"(\d+) image figures \((\d+) readable\)", out).group(1))
     assert images >= 2 * 3  # at least each dataset's confusion, ROC/PR and reliability figures
-    assert "cdn.jsdelivr" not in (repo / "dvc_plots" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in (tiny_repo / "dvc_plots" / "index.html").read_text()

@@ -68,9 +68,9 @@ def test_export_stage_scores_every_form(trained, monkeypatch):
     (trained / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(export.main, export.__doc__, argv=["toy"])
     report = json.loads((trained / "metrics" / "toy" / "export.json").read_text())
-    assert set(report["forms"]) == {"fp32", "torch_int8", "onnx", "onnx_int8", "onnx_optimized_int8"} and report["n_test"] == 32
+    assert set(report["forms"]) == {"torch", "torch_int8", "onnx", "onnx_int8", "onnx_optimized_int8"} and report["n_test"] == 32
     for form in report["forms"].values():
-        assert abs(form["accuracy_delta_vs_fp32"]) <= 0.05 and form["agreement_with_fp32"] >= 0.95
+        assert abs(form["accuracy_delta_vs_torch"]) <= 0.05 and form["agreement_with_torch"] >= 0.95
     assert (trained / "data" / "toy" / "export" / "model_int8.onnx").exists()
 
 

@@ -1,6 +1,9 @@
 """Every encoder family through every model stage: a tiny random-init checkpoint of each family (hidden 32,
 2 layers) with a tokenizer of its kind, in a temporary Hub-like mirror, goes finetune -> evaluate ->
-attention (IG completeness) -> export (ONNX logits equal torch's) -> `sentiment predict` -> `sentiment explain`."""
+attention (IG completeness) -> export (ONNX logits equal torch's) -> `sentiment predict` -> `sentiment explain`.
+
+Sizes are the smallest that still test each thing: 64 training rows, 4 faithfulness examples, and the
+pipeline's IG tolerance (5% of |f(x) - f(baseline)|), which every tiny family meets within 64 steps."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from sentiment.cli import main as cli
 from sentiment.models import load_classifier
 from sentiment.stage import run_stage
 from stages import attention, evaluate, export, finetune
+
+pytestmark = pytest.mark.slow
 
 # the attention kernel each family gets for training and inference (eager only where attention weights are read)
 EXPECTED_ATTENTION = {family: "eager" if family in ("deberta-v2", "deberta-v3", "mpnet") else "sdpa" for family in FAMILIES}
@@ -44,7 +49,7 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
     params["model"].update(name=hub_id, pooling="mean", dropout=0.0)
     params["train"].update(epochs=1, batch_size=16, max_length=32, precision="fp32", logging_steps=2, learning_rate=0.001)
     params["evaluate"]["models"] = {"finetune": "finetune"}
-    params["attention"].update(examples_per_category=1, faithfulness_examples=4, ig_tolerance=0.01, ig_max_steps=512)
+    params["attention"].update(examples_per_category=1, faithfulness_examples=4, ig_tolerance=0.05, ig_max_steps=64)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     stage(finetune)
@@ -54,20 +59,23 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
     assert explained.encoder.config._attn_implementation == "eager"
 
     stage(evaluate)
-    assert json.loads((tmp_path / "metrics" / "toy" / "evaluate.json").read_text())["models"]["finetune"]["test"]["accuracy"] >= 0
+    scored = json.loads((tmp_path / "metrics" / "toy" / "evaluate.json").read_text())["models"]["finetune"]["test"]
+    trained_on = json.loads((tmp_path / "metrics" / "toy" / "finetune.json").read_text())["test"]
+    assert scored["accuracy"] == pytest.approx(trained_on["accuracy"])  # two stages, the same predictions
 
     stage(attention)
     report = json.loads((tmp_path / "metrics" / "toy" / "attribution.json").read_text())
     ig = report["integrated_gradients"]
     assert ig["baseline"] == EXPECTED_BASELINE[family] and ig["unconverged"] == 0
-    assert ig["relative_delta_max"] <= 0.01 or all(r["delta"] < 1e-6 for r in ig["examples"].values())
+    assert ig["relative_delta_max"] <= 0.05 or all(r["delta"] < 1e-6 for r in ig["examples"].values())
     words = pd.read_csv(tmp_path / "plots" / "toy" / "attention" / "word_scores.csv", keep_default_na=False)
     for piece_mark in ("##", "Ġ", "▁"):
         assert not words["word"].str.contains(piece_mark, regex=False).any(), f"a subword piece is shown: {piece_mark}"
 
     stage(export)
     forms = json.loads((tmp_path / "metrics" / "toy" / "export.json").read_text())["forms"]
-    assert forms["onnx"]["agreement_with_fp32"] == 1.0 and forms["onnx"]["accuracy_delta_vs_fp32"] == 0
+    assert forms["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4  # the same computation, to float32 rounding
+    assert forms["onnx"]["agreement_with_torch"] == 1.0 and forms["onnx"]["accuracy_delta_vs_torch"] == 0
 
     (tmp_path / "in.txt").write_text("a good great film\nbad awful plot\n")
     capsys.readouterr()

@@ -46,7 +46,7 @@ def test_overlap_is_validated():
 
 
 def test_predictor_chunk_equals_truncate_on_short_texts_and_averages_long_ones(saved_model):
-    from sentiment.serving import Predictor
+    from sentiment.predictor import Predictor
 
     chunk, truncate = Predictor("toy", "torch", 8, CHUNK), Predictor("toy", "torch", 8, TRUNCATE)
     short = ["a lovely film", "dull", "not bad"]

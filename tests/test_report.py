@@ -19,6 +19,7 @@ def test_readme_is_short():
 
 
 def test_report_reads_metrics(tmp_path):
+    (tmp_path / "params.yaml").write_text("datasets:\n  sst2: {}\n  tweets: {}\n")  # the report lists these, in order
     metrics = tmp_path / "metrics" / "sst2"
     metrics.mkdir(parents=True)
     figures = {"accuracy": 0.9, "f1_macro": 0.89, "calibration": {"ece": 0.05}, "calibration_scaled": {"ece": 0.01}}

@@ -21,7 +21,8 @@ import yaml
 
 from conftest import REPO
 from sentiment.cli import main as cli
-from sentiment.serving import MicroBatcher, Predictor, ServeConfig, create_app, model_info
+from sentiment.predictor import Predictor
+from sentiment.serving import MicroBatcher, ServeConfig, create_app, model_info
 
 TEXTS = ["a good great film", "bad awful plot", "the story", "lovely , wonderful , excellent acting", "dreadful"]
 
