@@ -7,7 +7,8 @@ and mean ± SD per config. Choose on dev; the test columns say what a choice giv
 split. `--baseline NAME` also prints, per other config, the mean difference from that config on
 the seeds both ran, with its standard error: seeds pair the runs, so this separates configs with
 fewer seeds than comparing two means. Nothing in the repo is written unless `--jsonl` names a file
-(one JSON line per run, appended as runs finish).
+(one JSON line per run, appended as runs finish). A config with `clean.drop_label_issues=true` trains
+on train without the rows the label_issues stage flagged, as the clean stage would write it.
 
     python bench/seed_study.py sst2 --seeds 42 43 44 45 \
         --config current= --config b32=train.batch_size=32,train.learning_rate=0.00006 [--workers 4]
@@ -97,6 +98,24 @@ def paired_differences(rows: list[dict[str, Any]], baseline: str) -> list[dict[s
     return out
 
 
+def without_label_issues(key: str, workdir: Path) -> None:
+    """Copy data/<key>/clean into `workdir` with the rows label_issues flags dropped from train, and work
+    there: what `clean.drop_label_issues: true` makes the clean stage write, without rerunning it."""
+    import pandas as pd
+
+    from sentiment.paths import data_dir
+
+    flagged = set(pd.read_csv(data_dir(key, "label_issues") / "issues.csv", dtype={"id": str})["id"])
+    out = workdir / data_dir(key, "clean")
+    out.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        frame = pd.read_parquet(data_dir(key, "clean") / f"{split}.parquet")
+        if split == "train":
+            frame = frame[~frame["id"].astype(str).isin(flagged)]
+        frame.to_parquet(out / f"{split}.parquet", index=False)
+    os.chdir(workdir)
+
+
 def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: int, log_dir: str) -> dict[str, Any]:
     """One fine-tune in a temporary directory; its output goes to a log file, its scores come back."""
     import torch
@@ -109,8 +128,14 @@ def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: 
     os.dup2(fd, 1), os.dup2(fd, 2)
     params = apply_overrides(load_params(), {**overrides, "seed": seed})
     start = time.perf_counter()
+    home = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = finetune(key, params, Path(tmp) / "out", Path(tmp) / "checkpoints")
+        try:
+            if params["clean"].get("drop_label_issues"):
+                without_label_issues(key, Path(tmp))  # the clean stage's outputs as they would be, read from tmp
+            metrics = finetune(key, params, Path(tmp) / "out", Path(tmp) / "checkpoints")
+        finally:
+            os.chdir(home)
     return {
         "dataset": key,
         "config": name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import typing
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError, load_params, section
+from sentiment.inputs import lone_surrogate
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
 from sentiment.predictor import Form, clean_config, temperature, trained_model
@@ -67,8 +69,13 @@ def read_jsonl_text(text: str, where: str) -> pd.DataFrame:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{where}: line {number} is not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise UserError(f"{where}: line {number} is JSON nested too deeply") from None
         if not isinstance(row, dict):
             raise UserError(f"{where}: line {number} is a JSON {type(row).__name__}, expected an object with a text field")
+        for field, value in row.items():
+            if isinstance(value, str) and (at := lone_surrogate(value)) is not None:
+                raise UserError(f"{where}: line {number}: {field!r} has a lone surrogate at character {at} (not valid Unicode)")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -151,6 +158,13 @@ def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
     else:
         with atomic_path(target) as tmp:
             tmp.write_text(text, encoding="utf-8")
+            tmp.chmod(0o666 & ~current_umask())  # a temporary file is created 0600; the output is the user's usual mode
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -397,6 +397,72 @@ def results_page(root: Path = Path(".")) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def pytest_table(name: str, run: dict[str, Any]) -> list[str]:
+    """A test-suite timing record (bench/test_durations.py): seconds per module and the share of the top two."""
+    m = run["machine"]
+    outcomes = ", ".join(f"{n} {word}" for word, n in run["outcomes"].items())
+    summed = run["test_seconds_summed"]
+    top = sorted(run["modules"].items(), key=lambda kv: -kv[1])
+    share = sum(seconds for _, seconds in top[:2]) / summed if summed else 0
+    lines = [
+        f"**{name}** (`{run['command']}` on {m['cpu']}, {m['cores']} cores, {' '.join(m['cpu_flags'])}; {run['note']}): "
+        f"pytest {run['pytest_seconds']:.0f} s ({outcomes}); {summed:.0f} s of tests summed over both workers, "
+        f"{share:.0%} of it in {top[0][0]} and {top[1][0]}:",
+        "",
+        "| module | seconds |",
+        "| --- | --- |",
+        *(f"| {module} | {seconds:.0f} |" for module, seconds in top if seconds >= 1),
+        "",
+    ]
+    return lines
+
+
+def seed_study_table(name: str, rows: list[dict[str, Any]]) -> list[str]:
+    """A paired seed study (bench/seed_study.py --jsonl): per config mean ± SD over seeds, then each other
+    config's mean difference from the first config on the seeds both ran, with its standard error."""
+    import pandas as pd
+
+    scores = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro"]
+    frame = pd.DataFrame(rows)
+    configs = list(dict.fromkeys(frame["config"]))
+    lines = [
+        f"**{name}** (`bench/seed_study.py {frame['dataset'].iloc[0]}`, seeds {sorted(set(frame['seed']))}; "
+        + "; ".join(f"{c}: {json.dumps(frame[frame['config'] == c]['overrides'].iloc[0], sort_keys=True)}" for c in configs)
+        + "):",
+        "",
+        "| config | runs | " + " | ".join(scores) + " |",
+        "| --- | --- |" + " --- |" * len(scores),
+    ]
+    for config in configs:
+        group = frame[frame["config"] == config]
+        cells = [f"{group[s].mean():.4f} ± {group[s].std(ddof=1) if len(group) > 1 else 0:.4f}" for s in scores]
+        lines.append(f"| {config} | {len(group)} | " + " | ".join(cells) + " |")
+    by_seed = frame.set_index(["config", "seed"])[scores]
+    for config in configs[1:]:
+        diff = (by_seed.loc[config] - by_seed.loc[configs[0]]).dropna()
+        cells = [f"{diff[s].mean():+.4f} ({diff[s].sem():.4f})" for s in scores]
+        lines.append(f"| {config} − {configs[0]}, paired (SE) | {len(diff)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def label_audit_table(name: str, run: dict[str, Any]) -> list[str]:
+    """An injected-noise record (bench/label_audit.py): precision and recall per dataset and out-of-fold model."""
+    lines = [
+        f"**{name}** (`{run['command']}`; {run['machine']['cpu']}, {' '.join(run['machine']['cpu_flags'])}): labels flipped "
+        "on purpose in a seeded sample of train, audited by cleanlab on each model's out-of-fold probabilities:",
+        "",
+        "| dataset | model | rows | flipped | out-of-fold accuracy | flagged | precision | recall "
+        "| precision beyond natural issues | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in run["runs"]:
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['rows']} | {r['flipped']} | {r['out_of_fold_accuracy']:.4f} | {r['flagged']} "
+            f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['precision_beyond_natural_issues']:.3f} | {r['seconds']:.0f} |"
+        )
+    return [*lines, ""]
+
+
 def timing_tables(root: Path = Path(".")) -> str:
     """docs/experiments.md's generated block: each committed timed run's per-stage seconds."""
     lines = [START, ""]
@@ -411,6 +477,12 @@ def timing_tables(root: Path = Path(".")) -> str:
             f"| **`dvc repro` wall time** | **{run['repro']['wall_seconds']:.0f}** |",
             "",
         ]
+    for path in sorted((root / TIMINGS).glob("pytest_*.json")):
+        lines += pytest_table(path.stem, json.loads(path.read_text()))
+    for path in sorted((root / TIMINGS).glob("seed_study_*.jsonl")):
+        lines += seed_study_table(path.stem, [json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    for path in sorted((root / TIMINGS).glob("label_audit_*.json")):
+        lines += label_audit_table(path.stem, json.loads(path.read_text()))
     for path in sorted((root / TIMINGS).glob("inference_*.json")):
         run = json.loads(path.read_text())
         fp32 = run["forms"]["fp32"]["batch_sentences_per_s"]

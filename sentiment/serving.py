@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, load_params, section
+from sentiment.inputs import lone_surrogate
 from sentiment.paths import data_dir, report_dir
 from sentiment.predictor import Form, Predictor
 
@@ -101,6 +102,8 @@ def parse_request(body: bytes, cfg: ServeConfig) -> list[str]:
         payload = json.loads(text)
     except json.JSONDecodeError as err:
         raise BadRequest(400, f"request body is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    except RecursionError:
+        raise BadRequest(400, "request body is JSON nested too deeply") from None
     if not isinstance(payload, dict) or "texts" not in payload:
         raise BadRequest(422, 'expected a JSON object {"texts": ["...", ...]}')
     texts = payload["texts"]
@@ -115,6 +118,8 @@ def parse_request(body: bytes, cfg: ServeConfig) -> list[str]:
             raise BadRequest(422, f"texts[{i}] is a {type(t).__name__}, expected a string")
         if len(t) > cfg.max_chars:
             raise BadRequest(413, f"texts[{i}] has {len(t)} characters; the limit is {cfg.max_chars} (serve.max_chars)")
+        if (at := lone_surrogate(t)) is not None:
+            raise BadRequest(400, f"texts[{i}] has a lone surrogate at character {at} (not valid Unicode)")
     return texts
 
 

@@ -176,6 +176,7 @@ def running(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselection: a run without end-to-end tests builds nothing
 def pytest_collection_modifyitems(config, items):
     """End-to-end tests run last, and the tiny run they share starts building now, beside the other tests."""
     end_to_end = [item for item in items if "tiny_run" in getattr(item, "fixturenames", ())]

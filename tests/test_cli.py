@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import sys
 
 import pandas as pd
@@ -30,6 +31,9 @@ def test_csv_in_jsonl_out(saved_model, capsys):
     rows = [json.loads(line) for line in open("out.jsonl")]
     assert len(rows) == 2 and {"text", "label", "label_id", "prob_negative", "prob_positive"} <= set(rows[0])
     assert abs(rows[0]["prob_negative"] + rows[0]["prob_positive"] - 1) < 1e-5
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat("out.jsonl").st_mode & 0o777 == 0o666 & ~umask  # the user's usual mode, not mkstemp's 0600
 
 
 def test_jsonl_and_text_inputs(saved_model, capsys):

@@ -157,6 +157,7 @@ def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
         stage.precision_flags("bf16")
 
 
+@pytest.mark.slow  # torchrun starts two training processes
 @pytest.mark.skipif(torch.accelerator.is_available(), reason="two CPU processes stand in for two GPUs")
 def test_two_processes_train_one_model_and_rank_0_alone_writes_it(toy_data, tokenizer):
     # the multi-GPU launch (torchrun / accelerate launch) on CPU processes: DDP over gloo

@@ -48,6 +48,7 @@ def test_grid_search_runs_every_grid_point_and_prints_the_command(toy_repo, caps
     assert f"dvc exp run -S train.learning_rate={best['learning_rate']:.3g}" in out
 
 
+@pytest.mark.slow  # spawned trial processes
 def test_random_search_is_seeded(toy_repo):
     main(["toy", "--sampler", "random", "--trials", "2"])
     first = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
@@ -67,6 +68,7 @@ def test_an_existing_study_is_neither_joined_nor_replaced_unasked(toy_repo, caps
     assert exit_info.value.code == 1 and err.count("\n") == 1 and "--resume" in err and "--restart" in err
 
 
+@pytest.mark.slow  # two worker processes
 def test_two_workers_share_one_sqlite_study_and_record_every_trial_once(toy_repo):
     import optuna
 

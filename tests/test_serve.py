@@ -165,3 +165,15 @@ def test_sigterm_lets_an_in_flight_request_finish(served):
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_a_lone_surrogate_and_deeply_nested_json_are_a_400_not_a_500(served):
+    bad = [
+        ("POST", "/v1/predict", b'{"texts": ["fine", "\\ud800 alone"]}'),  # valid JSON, not valid Unicode
+        ("POST", "/v1/predict", b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),  # past Python's recursion limit
+    ]
+    responses = asyncio.run(calls(app_for(max_body_bytes=1_000_000), [*bad, post(["a good film"])]))
+    assert [r.status_code for r in responses[:-1]] == [400, 400]
+    assert "texts[1] has a lone surrogate" in responses[0].json()["error"]
+    assert "nested too deeply" in responses[1].json()["error"]
+    assert responses[-1].status_code == 200
