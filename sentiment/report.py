@@ -327,8 +327,8 @@ def label_audit_summary(audit: dict[str, Any], evaluate: dict[str, Any] | None) 
         text += f" (on {inj['fraction']:.0%} injected flips: precision {inj['precision']:.2f}, recall {inj['recall']:.2f})"
     if evaluate and (view := evaluate.get("label_audit")):
         text += (
-            f", and {view['top_confident_errors_flagged']} of the {view['top_confident_errors']} most confident "
-            "test errors look mislabelled"
+            f"; the same rule flags {view['top_confident_errors_flagged']} of the {view['top_confident_errors']} "
+            "most confident test errors"
         )
     return text
 

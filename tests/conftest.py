@@ -183,6 +183,8 @@ def pytest_collection_modifyitems(config, items):
     if end_to_end:
         items[:] = [item for item in items if item not in end_to_end] + end_to_end
         start_tiny_run()
+        if hasattr(config, "workerinput"):
+            os.nice(5)  # test workers yield the CPU to the build they will wait for (it keeps niceness 0)
 
 
 @pytest.fixture(scope="session")

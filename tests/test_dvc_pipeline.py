@@ -80,8 +80,10 @@ def test_models_are_artifacts_another_project_gets_from_a_fresh_clone(tiny_repo,
 
 
 def test_forced_reruns_give_byte_identical_committed_files(tiny_repo):
-    """Same inputs, same bytes: metrics, plot CSVs, figures, model cards and dvc.lock do not change."""
+    """Same inputs, same bytes: metrics, plot CSVs, figures, model cards and dvc.lock do not change; and an
+    ablation cell rerun with the same outputs leaves the summary that reads it up to date."""
     for stage in (
+        "ablation_cell@sst2-pretrained-cls-0.1-1",
         "split@tweets",
         "label_issues@tweets",
         "baseline@sst2",
