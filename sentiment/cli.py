@@ -1,9 +1,9 @@
 """`sentiment` command: label, explain or serve with a dataset's fine-tuned model.
 
-sentiment predict --dataset sst2 --input reviews.csv --text-column review --output out.jsonl
-echo "what a lovely film" | sentiment predict --dataset sst2
-sentiment explain --dataset sst2 "not bad at all"
-sentiment serve --dataset sst2 --form onnx_int8 --port 8000
+sentiment predict --dataset <key> --input reviews.csv --text-column review --output out.jsonl
+echo "what a lovely film" | sentiment predict                # the first dataset of params.yaml
+sentiment explain --dataset <key> "not bad at all"
+sentiment serve --dataset <key> --form onnx_int8 --port 8000
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def predict(
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentiment.serving import serve
 
-    serve(args.dataset, args.form, args.host, args.port)
+    serve(args.dataset or first_dataset(), args.form, args.host, args.port)
 
 
 def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
@@ -168,7 +168,8 @@ def current_umask() -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    texts = read_texts(args.input, args.input_format, args.text_column)
+    texts = read_texts(args.input, args.input_format, args.text_column)  # bad input is named before params are read
+    args.dataset = args.dataset or first_dataset()
     frame, counts = predict(args.dataset, texts, args.batch_size, args.long_text)
     if counts["skipped_empty"]:
         print(f"skipped {counts['skipped_empty']} empty lines", file=sys.stderr)
@@ -204,6 +205,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     text = clean_text(text.strip(), clean_config())
     if not text:
         raise UserError("the text is empty after cleaning")
+    args.dataset = args.dataset or first_dataset()
     model, tokenizer, meta = load_model(args.dataset, need_attention_weights=True)
     result = explain_example(model, tokenizer, text, meta["max_length"], attention_config(args.ig_steps))
     names = meta["labels"]
@@ -225,7 +227,7 @@ def parser() -> argparse.ArgumentParser:
     root = OneLineParser(prog="sentiment", description="Use the pipeline's fine-tuned sentiment models.")
     sub = root.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="label text from a CSV, JSONL, text file or stdin")
-    p.add_argument("--dataset", default="sst2", help="whose fine-tuned model to use (params.yaml datasets key)")
+    p.add_argument("--dataset", help="whose fine-tuned model to use (a params.yaml datasets key; default: the first)")
     p.add_argument("--input", default="-", help="a .csv, .jsonl or text file (one text per line); '-' = stdin")
     p.add_argument("--input-format", choices=["csv", "jsonl", "txt"], help="override the format guessed from the suffix")
     p.add_argument("--text-column", default="text", help="the text column (CSV) or field (JSONL)")
@@ -239,18 +241,26 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="prediction, top tokens per attribution method, and an attention heatmap")
     e.add_argument("text", nargs="?", help="the text to explain")
     e.add_argument("--file", help="read the text from this file instead")
-    e.add_argument("--dataset", default="sst2", help="whose fine-tuned model to use (params.yaml datasets key)")
+    e.add_argument("--dataset", help="whose fine-tuned model to use (a params.yaml datasets key; default: the first)")
     e.add_argument("--top", type=int, default=5, help="tokens listed per method")
     e.add_argument("--ig-steps", type=int, help="first integrated-gradients step count (default: params.yaml attention.ig_steps)")
     e.add_argument("--output", default="explain.png", help="where to write the heatmap PNG")
     e.set_defaults(func=cmd_explain)
     s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, GET /healthz, GET /v1/model")
-    s.add_argument("--dataset", default="sst2", help="whose fine-tuned model to serve (params.yaml datasets key)")
+    s.add_argument("--dataset", help="whose fine-tuned model to serve (a params.yaml datasets key; default: the first)")
     s.add_argument("--form", choices=typing.get_args(Form), default="onnx_int8", help="which exported form answers")
     s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)
     return root
+
+
+def first_dataset() -> str:
+    """The first dataset of params.yaml: the default model when --dataset is not given."""
+    datasets = load_params().get("datasets") or {}
+    if not datasets:
+        raise UserError("params.yaml lists no datasets: pass --dataset")
+    return next(iter(datasets))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -117,3 +117,16 @@ def test_explain_reads_a_file(saved_model, capsys):
 def test_explain_without_a_trained_model_names_the_dvc_target(in_tmp, capsys):
     code, _, err = explain(capsys, "a fine film")
     assert code == 1 and "dvc repro finetune@toy" in err
+
+
+def test_without_dataset_the_first_of_params_is_used(saved_model, capsys):
+    (saved_model / "params.yaml").write_text("datasets:\n  toy: {}\n  other: {}\n")
+    (saved_model / "in.txt").write_text("good film\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--input", "in.txt"])
+        raise SystemExit(0)
+    assert exit_info.value.code == 0 and len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 1
+    (saved_model / "params.yaml").write_text("datasets: {}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--input", "in.txt"])
+    assert exit_info.value.code == 1 and "params.yaml lists no datasets: pass --dataset" in capsys.readouterr().err
