@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from sentiment.external import ExternalSet, read_set
+from sentiment.forms import Form
 from sentiment.long_text import PredictConfig, windows
 from sentiment.metrics import bootstrap_interval
-from sentiment.predictor import Form, Predictor
+from sentiment.predictor import Predictor
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ import numpy as np
 
 from sentiment.config import load_params, section
 from sentiment.data import read_clean
-from sentiment.predictor import Form, Predictor
+from sentiment.forms import Form
+from sentiment.predictor import Predictor
 from sentiment.serving import ServeConfig
 
 

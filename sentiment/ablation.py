@@ -13,7 +13,7 @@ import pandas as pd
 from sentiment.config import Section, UserError, section
 from sentiment.io import pyplot, save_figure
 from sentiment.light import LightBudget, with_overrides
-from sentiment.models import SCRATCH, ModelConfig, Pooling
+from sentiment.model_config import SCRATCH, ModelConfig, Pooling
 
 Encoder = Literal["pretrained", "scratch"]
 

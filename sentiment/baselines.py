@@ -41,9 +41,6 @@ class BaselineConfig(Section):
     n_jobs: int = 1
 
 
-MODELS = ("tfidf_lr", "vader")
-
-
 def one_vs_rest(cfg: BaselineConfig, n_classes: int) -> bool:
     # liblinear is the fastest l1/l2 solver on sparse TF-IDF (saga with l1 takes minutes a fit here);
     # since scikit-learn 1.8 it is binary-only, so 3 classes run one-vs-rest, as it did before.

@@ -22,8 +22,8 @@ import yaml
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 from scipy import stats
 
-from sentiment.config import Section, UserError
-from sentiment.predictor import Form
+from sentiment.config import POLARITY_OFF, Section, UserError
+from sentiment.forms import Form
 
 Kind = Literal["mft", "inv", "dir"]
 PERTURBATIONS = (
@@ -44,7 +44,7 @@ class BehaviorConfig(Section):
     """params.yaml `behavior`."""
 
     templates: str = "data/behavior/templates.yaml"
-    form: Form = "onnx_int8"  # the fine-tuned model's form under test
+    form: Form = "auto"  # the fine-tuned model's form under test
     max_cases: PositiveInt = 200  # per test: a seeded sample of its template fills or test rows
     tolerance: float = Field(0.1, ge=0, le=1)  # dir: allowed move of P(label) the wrong way
     worst: PositiveInt = 5  # failures kept per test and model, most severe first
@@ -287,20 +287,31 @@ def capability_summary(tests: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return {cap: {"tests": e["tests"], "n": e["n"], "mean_failure_rate": float(np.mean(e["rates"]))} for cap, e in out.items()}
 
 
-def skip_reason(test: BehaviorTest, key: str, labels: list[str]) -> str | None:
+def skip_reason(test: BehaviorTest, key: str, labels: list[str], polarity: bool) -> str | None:
+    """Why `test` does not apply to this dataset's model, or None. Tests that name labels assume sentiment
+    polarity (positive words make `positive` likelier), so they need `datasets.<key>.polarity`."""
     if test.datasets is not None and key not in test.datasets:
         return f"only for datasets {test.datasets}"
+    if test.wanted_labels() and not polarity:
+        return POLARITY_OFF.format(key=key)
     missing = [x for x in test.wanted_labels() if x not in labels]
     return f"the model has no label {missing[0]!r}" if missing else None
 
 
-def failure_chart(path: Path, table: pd.DataFrame, key: str) -> None:
-    """Failure rate per test (bars per model) with 95% intervals."""
+def failure_chart(path: Path, table: pd.DataFrame, key: str, skipped: dict[str, str]) -> None:
+    """Failure rate per test (bars per model) with 95% intervals; a line saying so when every test was skipped."""
     from sentiment.io import pyplot, save_figure
 
     plt = pyplot()
     tests = list(dict.fromkeys(table["test"]))
     models = list(dict.fromkeys(table["model"]))
+    if not tests:
+        fig, ax = plt.subplots(figsize=(8, 1.5))
+        reasons = sorted(set(skipped.values()))
+        ax.text(0.5, 0.5, "every test skipped: " + "; ".join(reasons), ha="center", va="center", wrap=True)
+        ax.set(title=f"{key}: behavioural tests", xticks=[], yticks=[])
+        save_figure(fig, path)
+        return
     height = 0.8 / len(models)
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(tests) * len(models) + 1.2))
     for j, model in enumerate(models):

@@ -10,7 +10,7 @@ from sentiment.paths import metrics_file
 
 # the metrics files a card reads; ablations.json only exists for the datasets listed in `ablations`,
 # external.json for those with `external.sets`
-REQUIRED = ("split", "label_issues", "clean", "baseline", "finetune", "evaluate", "slices", "attribution", "export", "behavior")
+REQUIRED = ("split", "label_issues", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "behavior")
 OPTIONAL = ("ablations", "external")
 
 

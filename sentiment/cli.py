@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError, load_params, section
+from sentiment.forms import Form
 from sentiment.inputs import lone_surrogate
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
-from sentiment.predictor import Form, clean_config, temperature, trained_model
+from sentiment.predictor import clean_config, temperature, trained_model
 from sentiment.stage import OneLineParser, fail
 from sentiment.text import clean_text
 

@@ -64,6 +64,9 @@ def section(model: type[S], params: dict[str, Any], name: str) -> S:
         raise UserError(f"invalid param {where}{shown}: {first['msg']}") from None
 
 
+POLARITY_OFF = "labels not declared polarity-ordered (datasets.{key}.polarity)"
+
+
 class DatasetConfig(Section):
     """One entry of `datasets`: where the data comes from and its label names."""
 
@@ -73,6 +76,7 @@ class DatasetConfig(Section):
     label_column: str
     id_column: str | None = None
     labels: list[str]
+    polarity: bool = False  # labels ordered negative < ... < positive: VADER and the sentiment behaviour tests apply
     split: Literal["holdout", "pooled"] = "pooled"  # holdout: test = the source's test_split; pooled: 70/15/15
     test_split: str | None = None
     train_split: str = "train"

@@ -3,6 +3,7 @@ every model writes (`id, label, pred, prob_<name>…[, logit_<name>…]`) and ev
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,15 @@ def predictions_frame(
 def predictions_file(key: str, stage: str, model: str, split: str) -> Path:
     """Where `stage` wrote `model`'s predictions on `split`."""
     return data_dir(key, stage) / f"{model}_{split}.csv"
+
+
+SKIPPED = "skipped.json"  # in a stage's out dir: {model: why it was not fitted}
+
+
+def skipped_models(key: str, stage: str) -> dict[str, str]:
+    """The models `stage` did not fit for this dataset, with the reason it wrote."""
+    path = data_dir(key, stage) / SKIPPED
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def load_predictions(path: Path, split: pd.DataFrame, names: list[str]) -> pd.DataFrame:

@@ -12,9 +12,9 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError
+from sentiment.forms import Form
 from sentiment.hub import ensure_nltk, load_source
 from sentiment.metrics import bootstrap_interval, expected_calibration_error, f1_macro
-from sentiment.predictor import Form
 
 NLTK_PREFIX = "nltk:"
 
@@ -33,7 +33,7 @@ class ExternalSet(Section):
 class ExternalConfig(Section):
     """params.yaml `external`."""
 
-    form: Form = "onnx_int8"  # the fine-tuned model's form that scores the sets
+    form: Form = "auto"  # the fine-tuned model's form that scores the sets
     bootstrap_resamples: int = Field(1000, ge=1000)
     ece_bins: int = Field(15, ge=2)
     sets: dict[str, dict[str, ExternalSet]]  # dataset key -> set name -> set

@@ -10,45 +10,18 @@ import importlib.util
 import inspect
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from sentiment.config import Section, UserError
+from sentiment.config import UserError
 from sentiment.hub import load_pretrained
-
-SCRATCH = "scratch"
-Pooling = Literal["cls", "mean"]
-
-
-class ScratchSize(Section):
-    hidden_size: PositiveInt
-    num_layers: PositiveInt
-    num_heads: PositiveInt
-    intermediate_size: PositiveInt
-
-
-class ModelConfig(Section):
-    """params.yaml `model`."""
-
-    name: str
-    pooling: Pooling
-    dropout: float = Field(ge=0, le=1)
-    tokenizer: str | None = None  # the scratch encoder's tokenizer; default: `name`'s
-    scratch: ScratchSize
-
-    def tokenizer_name(self) -> str:
-        if self.name != SCRATCH:
-            return self.name
-        if not self.tokenizer:
-            raise UserError("invalid param model.tokenizer=None: model.name=scratch needs a tokenizer id")
-        return self.tokenizer
+from sentiment.model_config import SCRATCH, ModelConfig, Pooling, ScratchSize
 
 
 def device() -> torch.device:

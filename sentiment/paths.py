@@ -14,10 +14,6 @@ CHECKPOINTS = Path("checkpoints")  # Trainer checkpoints while a fine-tune runs 
 LIVE = Path("dvclive")  # dvclive's live training metrics, <key>/ per fine-tune (not committed: they carry timestamps)
 
 
-# the export stage's ONNX files by form name (data/<key>/export/<file>)
-FORM_FILES = {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx", "onnx_optimized_int8": "model_optimized_int8.onnx"}
-
-
 def data_dir(key: str, stage: str) -> Path:
     return Path("data") / key / stage
 

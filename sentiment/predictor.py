@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from sentiment.config import UserError, load_params, section
+from sentiment.forms import FORM_FILES, Form, resolve
 from sentiment.long_text import PredictConfig, mean_per_text, window_batches, windows
 from sentiment.metrics import scale
-from sentiment.paths import FORM_FILES, data_dir, metrics_file, model_dir
+from sentiment.paths import data_dir, metrics_file, model_dir
 from sentiment.text import CleanConfig, CleanParams, clean_text
-
-# the export stage's forms that answer requests (torch_int8 is scored there, not served: slower than ONNX int8)
-Form = Literal["onnx_int8", "onnx_optimized_int8", "onnx", "torch"]
 
 
 def trained_model(key: str) -> Path:
@@ -58,15 +56,16 @@ class Predictor:
     over length-sorted batches; the pipeline's cleaning, and long texts read as `predict` says
     (truncated to the model's max_length, or scored in overlapping windows)."""
 
-    def __init__(self, key: str, form: Form = "torch", batch_size: int = 64, reading: PredictConfig | None = None):
+    def __init__(self, key: str, form: Form = "auto", batch_size: int = 64, reading: PredictConfig | None = None):
         from transformers import AutoTokenizer
 
         from sentiment.export import onnx_backend, torch_backend
-        from sentiment.models import load_classifier
+        from sentiment.models import device, load_classifier
 
         path = trained_model(key)
         self.meta = json.loads((path / "head.json").read_text())
         self.labels: list[str] = self.meta["labels"]
+        form, self.form_reason = resolve(key, form, gpu=device().type != "cpu")
         self.form, self.batch_size = form, batch_size
         if form == "torch":
             model, self.tokenizer, _ = load_classifier(path)

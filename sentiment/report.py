@@ -143,7 +143,7 @@ def slices_section(metrics: Path, quoted: str | None) -> list[str]:
 
 
 def attribution_section(metrics: Path) -> list[str]:
-    report = _load(metrics / "attribution.json")
+    report = _load(metrics / "attention.json")
     if not report:
         return []
     lines = [
@@ -353,7 +353,7 @@ def headline(root: Path) -> list[str]:
     for key in dataset_keys(root):
         metrics = (root / metrics_file(key, "evaluate")).parent
         parts = []
-        if (attribution := _load(metrics / "attribution.json")) is not None:
+        if (attribution := _load(metrics / "attention.json")) is not None:
             ig, control = attribution["methods"]["integrated_gradients"], attribution["methods"]["random"]
             parts.append(
                 f"integrated gradients comprehensiveness {ig['comprehensiveness']:.3f} "

@@ -15,11 +15,12 @@ import joblib
 import numpy as np
 
 from sentiment.config import UserError, section
+from sentiment.forms import Form
 from sentiment.io import read_json
 from sentiment.long_text import PredictConfig
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file
-from sentiment.predictor import Form, Predictor
+from sentiment.predictor import Predictor
 from sentiment.text import CleanParams, WordLists, clean_text
 
 

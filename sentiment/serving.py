@@ -20,9 +20,10 @@ import yaml
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, load_params, section
+from sentiment.forms import Form
 from sentiment.inputs import lone_surrogate
 from sentiment.paths import data_dir, report_dir
-from sentiment.predictor import Form, Predictor
+from sentiment.predictor import Predictor
 
 
 class ServeConfig(Section):

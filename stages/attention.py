@@ -63,7 +63,7 @@ def main(run: Run) -> None:
     )
     report["integrated_gradients"]["examples"] = runs
     report["word_scores"] = "integrated gradients summed over a word's pieces; attention and rollout averaged"
-    write_json(metrics_file(key, "attribution"), report)
+    write_json(metrics_file(key, "attention"), report)
     for name, r in report["methods"].items():
         print(f"[attention:{key}] {name}: comprehensiveness {r['comprehensiveness']:.4f} sufficiency {r['sufficiency']:.4f}")
 

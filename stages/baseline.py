@@ -8,7 +8,6 @@ import time
 import joblib
 
 from sentiment.baselines import (
-    MODELS,
     BaselineConfig,
     VaderModel,
     cv_table,
@@ -18,8 +17,8 @@ from sentiment.baselines import (
     short_name,
     vader_scores,
 )
-from sentiment.config import section
-from sentiment.data import predictions_frame, read_clean
+from sentiment.config import POLARITY_OFF, section
+from sentiment.data import SKIPPED, predictions_frame, read_clean
 from sentiment.io import atomic_dir, write_csv, write_json
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
@@ -35,29 +34,41 @@ def main(run: Run) -> None:
         f"in {time.perf_counter() - start:.0f}s; best {search.best_params_} CV F1-macro {search.best_score_:.4f}"
     )
     model = search.best_estimator_
-    compound = {split: vader_scores(frame["text"]) for split, frame in frames.items() if split != "train"}
-    vader = VaderModel().fit(compound["dev"], frames["dev"]["label"].to_numpy(), len(names))
     report = {
         "tfidf_lr": {
             "best_params": {short_name(k): v for k, v in search.best_params_.items()},
             "cv_f1_macro": search.best_score_,
-        },
-        "vader": {"thresholds": vader.thresholds, "probabilities": "logistic calibration of the compound score, fitted on dev"},
+        }
     }
+    fitted = {"tfidf_lr": model}
+    skipped = {}
+    if run.dataset.polarity:  # VADER's compound score runs negative -> positive, as the labels must
+        compound = {split: vader_scores(frame["text"]) for split, frame in frames.items() if split != "train"}
+        vader = fitted["vader"] = VaderModel().fit(compound["dev"], frames["dev"]["label"].to_numpy(), len(names))
+        calibration = "logistic calibration of the compound score, fitted on dev"
+        report["vader"] = {"thresholds": vader.thresholds, "probabilities": calibration}
+    else:
+        skipped["vader"] = POLARITY_OFF.format(key=key)
     with atomic_dir(data_dir(key, "baseline")) as out:
         for split in ("dev", "test"):
             frame, labels = frames[split], frames[split]["label"].to_numpy()
-            tfidf = predictions_frame(frame["id"], labels, model.predict_proba(frame["text_norm"]), names)
-            vader_frame = predictions_frame(frame["id"], labels, vader.predict_proba(compound[split]), names)
-            vader_frame["pred"] = vader.predict(compound[split])  # the dev-tuned thresholds, not the argmax
-            for name, predictions in (("tfidf_lr", tfidf), ("vader", vader_frame)):
+            outputs = {"tfidf_lr": predictions_frame(frame["id"], labels, model.predict_proba(frame["text_norm"]), names)}
+            if "vader" in fitted:
+                outputs["vader"] = predictions_frame(frame["id"], labels, vader.predict_proba(compound[split]), names)
+                outputs["vader"]["pred"] = vader.predict(compound[split])  # the dev-tuned thresholds, not the argmax
+            for name, predictions in outputs.items():
                 write_csv(predictions, out / f"{name}_{split}.csv")
                 report[name][split] = scores(labels, predictions["pred"])
         joblib.dump(portable(model), out / "tfidf_lr.joblib")  # after predicting, which sets the id again
-        joblib.dump(vader, out / "vader.joblib")
+        if "vader" in fitted:
+            joblib.dump(vader, out / "vader.joblib")
+        if skipped:
+            write_json(out / SKIPPED, skipped)
     write_csv(cv_table(search), plots_dir(key, "baseline") / "grid.csv")
-    write_json(metrics_file(key, "baseline"), report)
-    for name in MODELS:
+    write_json(metrics_file(key, "baseline"), {**report, "skipped": skipped} if skipped else report)
+    for name, reason in skipped.items():
+        print(f"[baseline:{key}] {name}: skipped, {reason}")
+    for name in fitted:
         r = report[name]
         print(
             f"[baseline:{key}] {name}: dev acc {r['dev']['accuracy']:.4f} F1 {r['dev']['f1_macro']:.4f}; "

@@ -25,7 +25,7 @@ def main(run: Run) -> None:
     report = {s.name: {"tests": {}} for s in scorers}
     skipped, frames, summary_rows = {}, [], []
     for number, test in enumerate(suite.tests):
-        reason = skip_reason(test, key, names)
+        reason = skip_reason(test, key, names, run.dataset.polarity)
         cases = [] if reason else build_cases(test, suite, rows, cfg.max_cases, seed + number)
         if reason or not cases:
             skipped[test.name] = reason or "no case: the perturbation changes none of the rows"
@@ -51,14 +51,17 @@ def main(run: Run) -> None:
             )
     for r in report.values():
         r["capabilities"] = capability_summary(r["tests"])
-    cases = pd.concat(frames, ignore_index=True)
+    columns = ["test", "model", "capability", "kind", "n", "failure_rate", "ci_low", "ci_high"]
+    table = pd.DataFrame(summary_rows, columns=columns)
+    cases = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["test", "model", "text", "failed", "severity"])
+    )
     worst = (
-        cases[cases["failed"]]
+        cases[cases["failed"].astype(bool)]
         .sort_values(["test", "model", "severity", "text"], ascending=[True, True, False, True], kind="stable")
         .groupby(["test", "model"], sort=False)
         .head(cfg.worst)
     )
-    table = pd.DataFrame(summary_rows)
     write_json(metrics_file(key, "behavior"), {"models": report, "skipped": skipped, "tolerance": cfg.tolerance})
     with atomic_dir(data_dir(key, "behavior")) as out:
         write_csv(cases, out / "cases.csv")
@@ -66,7 +69,9 @@ def main(run: Run) -> None:
         write_csv(table, out / "failure_rates.csv")
         write_csv(table[table["model"] == "finetune"], out / "finetune.csv")  # the `dvc plots` chart
         write_csv(worst.drop(columns="failed"), out / "worst_failures.csv")
-        failure_chart(out / "failure_rates.png", table, key)
+        failure_chart(out / "failure_rates.png", table, key, skipped)
+    for test, reason in skipped.items():
+        print(f"[behavior:{key}] {test}: skipped, {reason}")
     for name, r in report.items():
         parts = [f"{t} {s['failures']}/{s['n']}" for t, s in r["tests"].items()]
         print(f"[behavior:{key}] {name} failures: " + "; ".join(parts))

@@ -4,7 +4,7 @@ python -m stages.evaluate <dataset key>
 """
 
 from sentiment.config import section
-from sentiment.data import load_predictions, predictions_file, prob_columns, read_clean
+from sentiment.data import load_predictions, predictions_file, prob_columns, read_clean, skipped_models
 from sentiment.evaluation import (
     EvaluateConfig,
     analysis_table,
@@ -25,14 +25,16 @@ def main(run: Run) -> None:
     cfg, names, key = section(EvaluateConfig, run.params, "evaluate").check(), run.labels, run.key
     audit = section(LabelIssuesConfig, run.params, "label_issues")
     splits = {split: read_clean(key, split) for split in ("dev", "test")}
+    skipped = {m: why for m, stage in cfg.models.items() for s, why in skipped_models(key, stage).items() if s == m}
     preds = {
         model: {s: load_predictions(predictions_file(key, stage, model, s), splits[s], names) for s in splits}
         for model, stage in cfg.models.items()
+        if model not in skipped
     }
     results = {model: evaluate_model(frames, names, cfg, run.params["seed"]) for model, frames in preds.items()}
-    report = {"models": results}
+    report = {"models": results, **({"skipped": skipped} if skipped else {})}
     test_labels = splits["test"]["label"].to_numpy()
-    baselines = [m for m in cfg.models if m != cfg.primary]
+    baselines = [m for m in preds if m != cfg.primary]
     if baselines:
         best = max(baselines, key=lambda m: results[m]["dev"]["f1_macro"])  # chosen on dev, never on test
         report["best_baseline"] = best

@@ -13,7 +13,8 @@ from sentiment.attribution import (
     rollout,
     word_groups,
 )
-from sentiment.models import ModelConfig, build_model, load_classifier
+from sentiment.model_config import ModelConfig
+from sentiment.models import build_model, load_classifier
 from sentiment.training import finetune
 
 SENTIMENT_WORDS = {"good", "great", "lovely", "excellent", "wonderful", "bad", "awful", "terrible", "boring", "dreadful"}

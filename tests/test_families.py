@@ -64,7 +64,7 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
     assert scored["accuracy"] == pytest.approx(trained_on["accuracy"])  # two stages, the same predictions
 
     stage(attention)
-    report = json.loads((tmp_path / "metrics" / "toy" / "attribution.json").read_text())
+    report = json.loads((tmp_path / "metrics" / "toy" / "attention.json").read_text())
     ig = report["integrated_gradients"]
     assert ig["baseline"] == EXPECTED_BASELINE[family] and ig["unconverged"] == 0
     assert ig["relative_delta_max"] <= 0.01 or all(r["delta"] < 1e-6 for r in ig["examples"].values())

@@ -9,7 +9,7 @@ import shutil
 from conftest import REPO
 from sentiment.config import load_params, section
 from sentiment.light import LightBudget
-from sentiment.models import ModelConfig
+from sentiment.model_config import ModelConfig
 from sentiment.training import TrainConfig
 
 
