@@ -103,13 +103,16 @@ def torch_backend(model: nn.Module, bf16: bool = False) -> Backend:
     return run
 
 
-def onnx_backend(path: Path, threads: int = 0) -> Backend:
+def onnx_backend(path: Path, threads: int = 0, spin: bool = True) -> Backend:
     """An onnxruntime session, on CUDA where onnxruntime-gpu has it, else the CPU (threads 0: one per
-    physical core, onnxruntime's default)."""
+    physical core, onnxruntime's default). spin False: idle worker threads sleep instead of busy-waiting
+    for the next call (a server's event loop needs that core between calls)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     session = ort.InferenceSession(str(path), options, providers=providers)
 

@@ -56,7 +56,9 @@ class Predictor:
     over length-sorted batches; the pipeline's cleaning, and long texts read as `predict` says
     (truncated to the model's max_length, or scored in overlapping windows)."""
 
-    def __init__(self, key: str, form: Form = "auto", batch_size: int = 64, reading: PredictConfig | None = None):
+    def __init__(
+        self, key: str, form: Form = "auto", batch_size: int = 64, reading: PredictConfig | None = None, spin: bool = True
+    ):
         from transformers import AutoTokenizer
 
         from sentiment.export import onnx_backend, torch_backend
@@ -75,7 +77,7 @@ class Predictor:
             if not onnx.exists():
                 raise UserError(f"no exported model at {onnx}: run `dvc repro export@{key}` first")
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.run = onnx_backend(onnx)
+            self.run = onnx_backend(onnx, spin=spin)
         self.temperature = temperature(key)
         self.cleaning = clean_config()
         self.reading = reading or predict_config()
