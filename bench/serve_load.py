@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from record import describe, machine, save
 
+from record import describe, machine, save
 from sentiment.config import load_params, section
 from sentiment.data import read_clean
 from sentiment.forms import Form
