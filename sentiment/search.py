@@ -170,9 +170,10 @@ def trials_table(study, sampler: Sampler) -> pd.DataFrame:
 
 
 def log_experiments(key: str, name: str, table: pd.DataFrame) -> int:
-    """Each trial as a DVC experiment (dvclive: params and dev figures under dvclive/search/<key>/, which
-    dvc.yaml declares), so `dvc exp show` lists the trials beside their values. Outside a git + DVC
-    repository there is nowhere to save them. Returns the number of trials logged."""
+    """Each trial as a DVC experiment (dvclive: params and dev figures under dvclive/search/<key>/, declared
+    by the dvc.yaml dvclive writes there, which each experiment commit carries), so `dvc exp show` lists
+    the trials beside their values while the main dvc.yaml declares nothing a fresh clone lacks. Outside
+    a git + DVC repository there is nowhere to save them. Returns the number of trials logged."""
     from dvclive import Live
 
     if not (Path(".dvc").is_dir() and Path(".git").exists()):
@@ -180,7 +181,7 @@ def log_experiments(key: str, name: str, table: pd.DataFrame) -> int:
     for row in table.itertuples():
         with Live(
             str(LIVE / "search" / key),
-            dvcyaml=False,
+            dvcyaml=str(LIVE / "search" / key / "dvc.yaml"),
             save_dvc_exp=True,
             exp_name=f"{name}-trial-{row.trial}",
             exp_message=f"search {name} trial {row.trial} (light budget)",
