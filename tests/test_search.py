@@ -1,6 +1,7 @@
 """The hyper-parameter search: seeded Optuna grid and random trials on tiny data, dev-only selection."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,15 @@ def search_command(repo, *argv) -> list[str]:
     return [sys.executable, "-m", "stages.search", "toy", *argv]
 
 
+def readme_search_command() -> list[str]:
+    """The README's multi-machine command, for the toy dataset."""
+    block = re.search(r"<!-- shared-search -->\n```bash\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md has no shared-search block"
+    words = block.group(1).split()
+    assert words[:3] == ["python", "-m", "stages.search"]
+    return [sys.executable, "-m", "stages.search", "toy", *words[4:]]
+
+
 def run_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
 
@@ -118,8 +128,8 @@ def test_two_workers_share_one_postgres_study_and_a_killed_worker_is_retried(toy
     params = yaml.safe_load((toy_repo / "params.yaml").read_text())
     search_params = {**SEARCH, "storage": postgres_url, "heartbeat_seconds": 1, "sampler": "random", "trials": 4}
     (toy_repo / "params.yaml").write_text(yaml.safe_dump({**params, "search": search_params}))
-    # the README's multi-machine command: two workers here, joining (or creating) the study
-    subprocess.run(search_command(toy_repo, "--workers", "2", "--resume"), cwd=toy_repo, env=run_env(), check=True)
+    # the README's multi-machine command (two workers, joining or creating the study), as a machine runs it
+    subprocess.run(readme_search_command(), cwd=toy_repo, env=run_env(), check=True)
     study = optuna.load_study(study_name="toy-random", storage=postgres_url)
     trials = study.get_trials(deepcopy=False)
     assert 4 <= len(trials) <= 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

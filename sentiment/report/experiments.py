@@ -180,6 +180,7 @@ TABLES = {
     "inference": inference_table,
     "serve_load": serve_load_table,
     "long_text": long_text_table,
+    "predict_reviews": lambda name, run: levels_table(name, run, run["command"], machine_line(run["machine"])),
     "ig_baselines": ig_baselines_table,
 }
 
