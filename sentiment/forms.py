@@ -16,8 +16,8 @@ Form = Literal["auto", "onnx_int8", "onnx_optimized_int8", "onnx", "torch"]
 
 GATE = 0.005  # an exported form may lose at most half a point of test accuracy and of F1-macro against torch fp32
 
-# fastest first on every CPU measured (docs/results/inference_*.json: Intel with AMX, Intel and AMD with
-# AVX512-VNNI); on a GPU the torch model is the fast one
+# the served forms, fastest first on the CPUs measured (docs/results/inference_*.json: an Intel Xeon with AMX,
+# an AMD EPYC with AVX512-VNNI); on a GPU the torch model is the fast one
 CPU_ORDER = ("onnx_int8", "onnx_optimized_int8", "onnx", "torch")
 
 
