@@ -202,15 +202,15 @@ def artifacts(key: str, ds: dict[str, Any], params: dict[str, Any]) -> dict[str,
         f"{key}-sentiment": {
             "path": model_dir(key).as_posix(),
             "type": "model",
-            "desc": f"{key} sentiment classifier ({labels}): {encoder} fine-tuned, for transformers/torch "
+            "desc": f"{key} classifier ({labels}): {encoder} fine-tuned, for transformers/torch "
             "(sentiment.models.load_classifier)",
             "labels": [*tags, "pytorch"],
         },
         f"{key}-sentiment-onnx": {
             "path": data_dir(key, "export").as_posix(),
             "type": "model",
-            "desc": f"{key} sentiment classifier ({labels}) as ONNX for onnxruntime: model.onnx (fp32), "
-            "model_int8.onnx and model_optimized_int8.onnx (int8), tokenizer/",
+            "desc": f"{key} classifier ({labels}) as ONNX for onnxruntime: model.onnx (fp32), "
+            "model_int8.onnx and model_optimized_int8.onnx (int8), tokenizer/; and transformers/ for transformers.pipeline",
             "labels": [*tags, "onnx", "int8"],
         },
     }

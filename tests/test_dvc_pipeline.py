@@ -19,6 +19,7 @@ from pathlib import Path
 import joblib
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 
 from conftest import REPO, needs_mirror
 from dvc_tiny import ALL_STAGES, KEYS, PER_DATASET, downstream, ran, set_param, sh, would_run
@@ -37,6 +38,13 @@ def test_repro_runs_every_stage_then_nothing(tiny_run):
         card = (root / "reports" / key / "MODEL_CARD.md").read_text()
         assert "## Exported forms (test)" in card and ("## Ablations" in card) == (key == "sst2")
         assert "Training-label audit" in card
+        assert json.loads((root / "data" / key / "export" / "transformers" / "config.json").read_text())["auto_map"]
+        hub = ModelCard.load(root / "reports" / key / "MODEL_CARD.md")  # the Hub's own parser reads its metadata
+        test = json.loads((root / "metrics" / key / "evaluate.json").read_text())["models"]["finetune"]["test"]
+        assert hub.data.license == "apache-2.0" and hub.data.library_name == "transformers"
+        accuracy, f1 = hub.data.eval_results
+        assert (accuracy.metric_type, accuracy.metric_value) == ("accuracy", round(test["accuracy"], 4))
+        assert (f1.metric_type, f1.metric_value) == ("f1", round(test["f1_macro"], 4))
     ablations = json.loads((root / "metrics" / "sst2" / "ablations.json").read_text())
     assert set(ablations["configs"]) == {"pretrained cls dropout 0.1", "pretrained mean dropout 0.1", "scratch cls dropout 0.1"}
     assert ablations["configs"]["pretrained cls dropout 0.1"]["test_accuracy_delta_vs_final"] == 0
