@@ -15,7 +15,7 @@ from sentiment.forms import FORM_FILES, Form, resolve
 from sentiment.long_text import PredictConfig, mean_per_text, window_batches, windows
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file, model_dir
-from sentiment.text import CleanConfig, CleanParams, clean_text
+from sentiment.text import CleanConfig, Cleaning, clean_text
 
 
 def trained_model(key: str) -> Path:
@@ -33,12 +33,12 @@ def temperature(key: str) -> float:
     return float(json.loads(path.read_text())["models"].get("finetune", {}).get("temperature", 1.0))
 
 
-def clean_config() -> CleanConfig:
+def clean_config() -> Cleaning:
     """The pipeline's light cleaning (params.yaml `clean`), or the defaults outside a checkout."""
     try:
-        return section(CleanParams, load_params(), "clean").light()
+        return section(CleanConfig, load_params(), "clean").light()
     except UserError:
-        return CleanConfig()
+        return Cleaning()
 
 
 def predict_config() -> PredictConfig:
