@@ -12,7 +12,6 @@ from explains little). Prints, asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from families import FAMILIES, build_checkpoint  # noqa: E402
+from record import machine, save  # noqa: E402
 
 SENTENCES = ["the film was not good , but the acting was great", "a lovely wonderful story", "boring and awful plot ; dull"]
 
@@ -76,10 +76,7 @@ def main() -> None:
         cells = [f"{row[b]['relative_gap']:.2%} ({row[b]['output_change']:.3f})" for b in ("pad", "mask", "zero")]
         print(f"| {family} | " + " | ".join(cells) + " |")
     if args.save:
-        out = Path("docs/results") / f"ig_baselines_{args.save}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"steps": args.steps, "families": table}, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {out}")
+        save("ig_baselines", args.save, {"machine": machine(), "steps": args.steps, "families": table})
 
 
 if __name__ == "__main__":

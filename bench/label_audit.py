@@ -15,7 +15,6 @@ import argparse
 import time
 
 from record import describe, machine, save
-
 from sentiment.baselines import BaselineConfig, out_of_fold_probs
 from sentiment.config import dataset, load_params, section
 from sentiment.data import read_clean

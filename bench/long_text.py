@@ -4,19 +4,18 @@ on full-length NLTK movie reviews (about 750 words each) with a dataset's fine-t
     python bench/long_text.py [--dataset sst2] [--form onnx_int8] [--reviews 200] [--save NAME]
 
 Each mode scores the same seeded sample of reviews; each is timed twice and the faster run kept.
-Timings go to bench/results/ (and docs/results/long_text_NAME.json with --save), never to metrics/.
+Timings are printed (and kept as docs/results/long_text_NAME.json with --save), never written to metrics/.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import typing
-from pathlib import Path
 
 import numpy as np
 
+from record import machine, save
 from sentiment.external import ExternalSet, read_set
 from sentiment.forms import Form
 from sentiment.long_text import PredictConfig, windows
@@ -27,7 +26,7 @@ from sentiment.predictor import Predictor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sst2")
-    parser.add_argument("--form", default="onnx_int8", choices=typing.get_args(Form))
+    parser.add_argument("--form", default="auto", choices=typing.get_args(Form))
     parser.add_argument("--reviews", type=int, default=200)
     parser.add_argument("--overlap", type=float, default=0.25, help="predict.window_overlap for chunk")
     parser.add_argument("--save", metavar="NAME", help="also write docs/results/long_text_NAME.json (committed)")
@@ -69,6 +68,7 @@ def main() -> None:
         f"{half_width:.4f}); chunk takes {chunk['seconds'] / truncate['seconds']:.1f}x the time"
     )
     record = {
+        "machine": machine(),
         "dataset": args.dataset,
         "form": args.form,
         "reviews": len(texts),
@@ -76,13 +76,8 @@ def main() -> None:
         "window_overlap": args.overlap,
         "modes": results,
     }
-    out = Path("bench/results/long_text.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     if args.save:
-        saved = Path("docs/results") / f"long_text_{args.save}.json"
-        saved.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {saved}")
+        save("long_text", args.save, record)
 
 
 if __name__ == "__main__":

@@ -26,27 +26,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from record import machine, save
+
 RESULTS = Path("bench/results")
-SAVED = Path("docs/results")
-
-
-def machine() -> str:
-    """CPU model and core count, as the timings depend on them."""
-    import os
-
-    model = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "unknown CPU",
-        )
-        if Path("/proc/cpuinfo").exists()
-        else "unknown CPU"
-    )
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def timed_repro(extra: list[str] | None = None, echo: bool = True) -> tuple[float, list[tuple[str, float]]]:
@@ -113,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.source:
-        save(json.loads(args.source.read_text()), args.save, args.note)
+        keep(json.loads(args.source.read_text()), args.save, args.note)
         return
     report: dict = {}
     if not args.checks_only:
@@ -129,18 +111,13 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     if args.save:
-        save(report, args.save, args.note)
+        keep(report, args.save, args.note)
 
 
-def save(report: dict, name: str | None, note: str) -> None:
+def keep(report: dict, name: str | None, note: str) -> None:
     if not name:
         raise SystemExit("--from needs --save NAME")
-    SAVED.mkdir(parents=True, exist_ok=True)
-    path = SAVED / f"repro_{name}.json"
-    path.write_text(
-        json.dumps({"machine": report.get("machine") or machine(), "note": note, **report}, indent=2, sort_keys=True) + "\n"
-    )
-    print(f"wrote {path}")
+    save("repro", name, {"machine": report.get("machine") or machine(), "note": note, **report})
 
 
 if __name__ == "__main__":

@@ -1,21 +1,23 @@
-"""Load `sentiment serve` on 127.0.0.1: 1, 8 and 32 concurrent clients each sending one test sentence per
-request, a fixed number of requests per level; prints p50/p95/p99 latency and sentences/s beside the
-offline batched throughput of the same form measured in the same run. Prints, asserts nothing.
+"""Load `sentiment serve` on 127.0.0.1 with wrk (a C load generator, one thread, so it leaves the cores to
+the server): 1 and 32 connections each sending one test sentence per request for a fixed time; prints
+p50/p90/p99 latency and sentences/s beside the offline rates of the same form measured in the same run
+(batched, and one sentence at a time). Before the load, a Python client checks that the server's answers
+equal the offline ones. Prints, asserts nothing.
 
-    python bench/serve_load.py --dataset sst2 --form onnx_int8 [--requests 400] [--save NAME]
-
-The clients run on the same machine as the server (2 cores here), so they take CPU from it.
+    python bench/serve_load.py --dataset sst2 [--form auto] [--seconds 15] [--save NAME]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import typing
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from record import describe, machine, save
 from sentiment.config import load_params, section
 from sentiment.data import read_clean
 from sentiment.forms import Form
@@ -36,91 +39,108 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def offline_throughput(dataset: str, form: str, texts: list[str], batch: int) -> float:
-    """Sentences/s of the form over length-sorted batches, no HTTP (best of two passes)."""
-    predictor = Predictor(dataset, form, batch)
-    predictor.probabilities(texts[:batch])  # warm-up
+def offline_rates(predictor: Predictor, texts: list[str]) -> tuple[float, float]:
+    """(batched sentences/s, one-sentence p50 ms) of the form, no HTTP (batched: best of two passes)."""
+    predictor.probabilities(texts[: predictor.batch_size])  # warm-up
     best = 0.0
     for _ in range(2):
         start = time.perf_counter()
         predictor.probabilities(texts)
         best = max(best, len(texts) / (time.perf_counter() - start))
-    return best
-
-
-async def load(url: str, texts: list[str], clients: int, requests: int) -> tuple[np.ndarray, float]:
-    """(latencies in seconds, wall seconds) for `requests` one-text requests from `clients` concurrent clients."""
-    latencies: list[float] = []
-    counter = iter(range(requests))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-
-        async def worker() -> None:
-            for i in counter:
-                start = time.perf_counter()
-                response = await client.post("/v1/predict", json={"texts": [texts[i % len(texts)]]})
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - start)
-
+    single = []
+    for text in texts[:200]:
         start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return np.array(latencies), time.perf_counter() - start
+        predictor.probabilities([text])
+        single.append(time.perf_counter() - start)
+    return best, 1000 * float(np.median(single))
+
+
+def lua_script(texts: list[str], path: Path) -> None:
+    """A wrk script that POSTs one text per request, cycling through `texts`."""
+    bodies = ",\n".join("[==[" + json.dumps({"texts": [t]}) + "]==]" for t in texts)
+    path.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"local bodies = {{\n{bodies}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, '/v1/predict', nil, bodies[i])\nend\n"
+    )
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+    """One wrk run: requests/s, latency percentiles (ms) and non-2xx count, parsed from its --latency report."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    row = {"connections": connections, "seconds": seconds}
+    for q, value, unit in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
+        row[f"p{q}_ms"] = float(value) * UNITS[unit]
+    row["sentences_per_s"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    row["non_2xx"] = int(errors.group(1)) if errors else 0
+    return row
+
+
+def check_answers(url: str, predictor: Predictor, texts: list[str]) -> int:
+    """Requests whose labels differ from the offline Predictor's (one text each, a Python client)."""
+    expected = [a["label"] for a in predictor.answers(texts)]
+    with httpx.Client(base_url=url, timeout=60) as client:
+        got = [client.post("/v1/predict", json={"texts": [t]}).json()["predictions"][0]["label"] for t in texts]
+    return sum(g != e for g, e in zip(got, expected, strict=True))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sst2")
-    parser.add_argument("--form", default="onnx_int8", choices=typing.get_args(Form))
-    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--form", default="auto", choices=typing.get_args(Form))
+    parser.add_argument("--seconds", type=int, default=15, help="wrk's duration per connection count")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--save", metavar="NAME", help="also write docs/results/serve_load_NAME.json")
     args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("error: wrk not found (Debian: apt-get install wrk)")
     cfg = section(ServeConfig, load_params(), "serve")
     texts = read_clean(args.dataset, "test")["text"].tolist()
-    offline = offline_throughput(args.dataset, args.form, texts, cfg.max_batch)
+    predictor = Predictor(args.dataset, args.form, cfg.max_batch)
+    offline, single_ms = offline_rates(predictor, texts)
     port = free_port()
-    cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", args.dataset, "--form", args.form, "--port", str(port)]
-    server = subprocess.Popen(cmd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", args.dataset, "--form", predictor.form]
+    server = subprocess.Popen([*cmd, "--port", str(port)], env={**os.environ, "PYTHONWARNINGS": "ignore"})
     url = f"http://127.0.0.1:{port}"
-    rows = []
     try:
         deadline = time.time() + 180
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start") from None
-                time.sleep(0.3)
-        asyncio.run(load(url, texts, 4, 40))  # warm-up
-        for clients in args.clients:
-            latencies, wall = asyncio.run(load(url, texts, clients, args.requests))
-            p50, p95, p99 = (1000 * float(np.percentile(latencies, q)) for q in (50, 95, 99))
-            rows.append({"clients": clients, "requests": args.requests, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
-                         "sentences_per_s": args.requests / wall})  # fmt: skip
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("error: the server did not start")
+            time.sleep(0.3)
+        mismatches = check_answers(url, predictor, texts[:100])
+        del predictor  # its threads would compete with the server's
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "post.lua"
+            lua_script(texts, script)
+            wrk(url, script, 8, 3)  # warm-up
+            rows = [wrk(url, script, c, args.seconds) for c in args.connections]
     finally:
         server.terminate()
         server.wait(timeout=60)
-    print(f"{args.dataset}, form {args.form}: offline batched {offline:.0f} sentences/s "
-          f"(batch {cfg.max_batch}); server max_batch {cfg.max_batch}, max_wait_ms {cfg.max_wait_ms}")  # fmt: skip
-    print("| clients | requests | p50 ms | p95 ms | p99 ms | sentences/s | of offline batched |")
+    m = machine()
+    print(f"{describe(m)}; {args.dataset}, form {args.form} -> {cmd[-1]}; server max_batch {cfg.max_batch}")
+    print(f"offline: batched {offline:.0f} sentences/s, one sentence p50 {single_ms:.2f} ms; answers differing: {mismatches}/100")
+    print("| connections | p50 ms | p90 ms | p99 ms | sentences/s | of offline batched | non-2xx |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['clients']} | {r['requests']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
-              f"{r['sentences_per_s']:.0f} | {r['sentences_per_s'] / offline:.0%} |")  # fmt: skip
+        print(f"| {r['connections']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
+              f"{r['sentences_per_s']:.0f} | {r['sentences_per_s'] / offline:.2f}x | {r['non_2xx']} |")  # fmt: skip
     if args.save:
-        out = Path("docs/results") / f"serve_load_{args.save}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        report = {
-            "dataset": args.dataset,
-            "form": args.form,
-            "offline_sentences_per_s": offline,
-            "serve": cfg.model_dump(),
-            "levels": rows,
-        }
-        out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {out}")
+        record = {"machine": m, "dataset": args.dataset, "form": args.form, "served_form": cmd[-1], "serve": cfg.model_dump(),
+                  "offline_sentences_per_s": offline, "offline_single_p50_ms": single_ms, "answers_differing": mismatches,
+                  "load_generator": "wrk -t1", "levels": rows}  # fmt: skip
+        save("serve_load", args.save, record)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from sentiment.config import Section, UserError
 from sentiment.hub import ensure_nltk
 
 
-class TfidfParams(Section):
+class TfidfConfig(Section):
     ngram_range: tuple[int, int]
     min_df: int | float
     max_df: int | float
@@ -32,7 +32,7 @@ class TfidfParams(Section):
 class BaselineConfig(Section):
     """params.yaml `baseline`."""
 
-    tfidf: TfidfParams
+    tfidf: TfidfConfig
     solver: str = "liblinear"
     max_iter: int = Field(ge=1)
     tol: float = Field(gt=0)

@@ -3,13 +3,12 @@
 sentiment predict --dataset <key> --input reviews.csv --text-column review --output out.jsonl
 echo "what a lovely film" | sentiment predict                # the first dataset of params.yaml
 sentiment explain --dataset <key> "not bad at all"
-sentiment serve --dataset <key> --form onnx_int8 --port 8000
+sentiment serve --dataset <key> --port 8000              # --form auto: the fastest form that passes export's gate
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -32,64 +31,91 @@ from sentiment.stage import OneLineParser, fail
 from sentiment.text import clean_text
 
 
-def decode(raw: bytes, source: str) -> str:
-    """UTF-8 text, or a one-line error naming the line with undecodable bytes."""
+def decode(raw: bytes, source: str, first_line: int = 1) -> str:
+    """UTF-8 text, or a one-line error naming the line (counted from `first_line`) with undecodable bytes."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
+        line = first_line + raw[: err.start].count(b"\n")
         raise UserError(f"{source}: line {line} is not valid UTF-8 ({err.reason} at byte {err.start})") from None
 
 
-def read_texts(source: str, fmt: str | None, text_column: str) -> list[str]:
-    """Texts from a CSV (text column), JSONL (text field), or plain text (one per line); '-' is stdin."""
+CHUNK = 512  # texts read, scored and written at a time: memory stays bounded whatever the input's size
+
+
+def input_format(source: str, fmt: str | None) -> str:
+    if fmt:
+        return fmt
     if source == "-":
-        raw, fmt = sys.stdin.buffer.read(), fmt or "txt"
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise UserError(f"input file not found: {source}")
-        raw, fmt = path.read_bytes(), fmt or {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(path.suffix, "txt")
-    text = decode(raw, "stdin" if source == "-" else source)
-    if fmt == "txt":
-        return text.splitlines()
-    where = "stdin" if source == "-" else source
-    frame = read_csv_text(text, where) if fmt == "csv" else read_jsonl_text(text, where)
-    if text_column not in frame.columns:
-        raise UserError(f"{where}: missing column {text_column!r} (has {list(frame.columns)}); set --text-column")
-    return frame[text_column].fillna("").astype(str).tolist()
+        return "txt"
+    return {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(Path(source).suffix, "txt")
 
 
-def read_jsonl_text(text: str, where: str) -> pd.DataFrame:
-    """One JSON object per line (blank lines skipped); a malformed line is an error naming it."""
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}: line {number} is not valid JSON ({err.msg} at column {err.colno})") from None
-        except RecursionError:
-            raise UserError(f"{where}: line {number} is JSON nested too deeply") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where}: line {number} is a JSON {type(row).__name__}, expected an object with a text field")
-        for field, value in row.items():
-            if isinstance(value, str) and (at := lone_surrogate(value)) is not None:
-                raise UserError(f"{where}: line {number}: {field!r} has a lone surrogate at character {at} (not valid Unicode)")
-        rows.append(row)
-    return pd.DataFrame(rows)
+def line_texts(lines: Iterator[bytes], fmt: str, text_column: str, where: str) -> Iterator[str]:
+    """Texts of a plain text (one per line) or JSONL (its text field) input, line by line."""
+    for number, raw in enumerate(lines, start=1):
+        line = decode(raw, where, number).rstrip("\r\n")
+        if fmt == "txt":
+            yield line
+        elif line.strip():
+            row = jsonl_row(line, number, where)
+            if text_column not in row:
+                raise UserError(f"{where}: line {number} has no field {text_column!r} (has {sorted(row)}); set --text-column")
+            yield "" if row[text_column] is None else str(row[text_column])
 
 
-def read_csv_text(text: str, where: str) -> pd.DataFrame:
-    """A CSV with a header; a malformed row is an error naming its line (pandas' parser reports it)."""
+def csv_texts(stream: Any, text_column: str, where: str) -> Iterator[str]:
+    """The text column of a CSV with a header, read CHUNK rows at a time (pandas' parser names a malformed row)."""
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        for frame in pd.read_csv(stream, dtype=str, keep_default_na=False, chunksize=CHUNK, encoding="utf-8"):
+            if text_column not in frame.columns:
+                raise UserError(f"{where}: missing column {text_column!r} (has {list(frame.columns)}); set --text-column")
+            for text in frame[text_column]:
+                if (at := lone_surrogate(text)) is not None:
+                    raise UserError(f"{where}: {text_column!r} has a lone surrogate at character {at} (not valid Unicode)")
+                yield text
     except pd.errors.EmptyDataError:
         raise UserError(f"{where}: empty CSV (expected a header line)") from None
     except pd.errors.ParserError as err:
         reason = str(err).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
         raise UserError(f"{where}: malformed CSV: {reason}") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{where}: not valid UTF-8 ({err.reason})") from None
+
+
+@contextmanager
+def open_input(source: str) -> Iterator[Any]:
+    """The input as a binary stream ('-' is stdin); a missing file is a one-line error."""
+    if source == "-":
+        yield sys.stdin.buffer
+        return
+    if not Path(source).is_file():
+        raise UserError(f"input file not found: {source}")
+    with open(source, "rb") as stream:
+        yield stream
+
+
+def iter_texts(source: str, fmt: str | None, text_column: str) -> Iterator[str]:
+    """Texts from a CSV (text column), JSONL (text field), or plain text (one per line), as they are read."""
+    fmt, where = input_format(source, fmt), "stdin" if source == "-" else source
+    with open_input(source) as stream:
+        yield from csv_texts(stream, text_column, where) if fmt == "csv" else line_texts(iter(stream), fmt, text_column, where)
+
+
+def jsonl_row(line: str, number: int, where: str) -> dict[str, Any]:
+    """One JSONL line as an object; a malformed line is an error naming it."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{where}: line {number} is not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise UserError(f"{where}: line {number} is JSON nested too deeply") from None
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: line {number} is a JSON {type(row).__name__}, expected an object with a text field")
+    for field, value in row.items():
+        if isinstance(value, str) and (at := lone_surrogate(value)) is not None:
+            raise UserError(f"{where}: line {number}: {field!r} has a lone surrogate at character {at} (not valid Unicode)")
+    return row
 
 
 @contextmanager
@@ -114,52 +140,58 @@ def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
         return load_classifier(trained_model(dataset), **kwargs)
 
 
-def predict(
-    dataset: str, texts: list[str], batch_size: int = 64, long_text: str | None = None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Label texts (empty ones skipped); returns the table and counts of skipped and long rows.
-
-    The same Predictor as `sentiment serve --form torch`, so the two give the same answers. Texts over
-    the model's max_length are read as params.yaml `predict.long_text` says (or `long_text`).
-    """
-    from sentiment.predictor import Predictor, predict_config
-
-    reading = predict_config()
-    if long_text:
-        reading = reading.model_copy(update={"long_text": long_text})
-    with no_loading_bar():
-        predictor = Predictor(dataset, "torch", batch_size, reading)
-    cfg = clean_config()
-    kept = [(t, clean_text(t, cfg)) for t in texts]
-    kept = [(raw, clean) for raw, clean in kept if clean]
-    counts = {"skipped_empty": len(texts) - len(kept), "long": 0, "long_text": reading.long_text}
-    if not kept:
-        return pd.DataFrame(columns=["text", "label", "label_id"]), counts
-    lengths = [len(ids) for ids in predictor.tokenizer([c for _, c in kept], truncation=False, verbose=False)["input_ids"]]
-    counts["long"] = int(sum(n > predictor.meta["max_length"] for n in lengths))
-    probs = predictor.probabilities([raw for raw, _ in kept])
+def predictions(predictor: Any, texts: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Label one chunk of texts (empty ones skipped): the table, and counts of skipped and long rows."""
+    cfg = predictor.cleaning
+    kept = [raw for raw in texts if clean_text(raw, cfg)]
+    counts = {"skipped_empty": len(texts) - len(kept), "long": 0}
     names = predictor.labels
-    out = pd.DataFrame({"text": [r for r, _ in kept], "label": [names[i] for i in probs.argmax(1)], "label_id": probs.argmax(1)})
+    if not kept:
+        return pd.DataFrame(columns=["text", "label", "label_id", *(f"prob_{n}" for n in names)]), counts
+    cleaned = [clean_text(t, cfg) for t in kept]
+    lengths = [len(ids) for ids in predictor.tokenizer(cleaned, truncation=False, verbose=False)["input_ids"]]
+    counts["long"] = int(sum(n > predictor.meta["max_length"] for n in lengths))
+    probs = predictor.probabilities(kept)
+    out = pd.DataFrame({"text": kept, "label": [names[i] for i in probs.argmax(1)], "label_id": probs.argmax(1)})
     for i, name in enumerate(names):
         out[f"prob_{name}"] = np.round(probs[:, i], 6)
     return out, counts
+
+
+def chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for text in texts:
+        chunk.append(text)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def rows_text(frame: pd.DataFrame, fmt: str, header: bool) -> str:
+    if fmt == "jsonl":
+        return frame.to_json(orient="records", lines=True, force_ascii=False) if len(frame) else ""
+    return frame.to_csv(index=False, header=header)
+
+
+@contextmanager
+def output_stream(target: str) -> Iterator[Any]:
+    """stdout, or a temporary sibling of `target` renamed onto it only when every row is written (an
+    interrupted run leaves no half file), with the user's usual file mode."""
+    if target == "-":
+        yield sys.stdout
+        return
+    with atomic_path(target) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        tmp.chmod(0o666 & ~current_umask())  # a temporary file is created 0600
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentiment.serving import serve
 
     serve(args.dataset or first_dataset(), args.form, args.host, args.port)
-
-
-def write_output(frame: pd.DataFrame, target: str, fmt: str | None) -> None:
-    fmt = fmt or ("jsonl" if target.endswith((".jsonl", ".json")) else "csv")
-    text = frame.to_json(orient="records", lines=True, force_ascii=False) if fmt == "jsonl" else frame.to_csv(index=False)
-    if target == "-":
-        sys.stdout.write(text)
-    else:
-        with atomic_path(target) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.chmod(0o666 & ~current_umask())  # a temporary file is created 0600; the output is the user's usual mode
 
 
 def current_umask() -> int:
@@ -169,16 +201,40 @@ def current_umask() -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    texts = read_texts(args.input, args.input_format, args.text_column)  # bad input is named before params are read
-    args.dataset = args.dataset or first_dataset()
-    frame, counts = predict(args.dataset, texts, args.batch_size, args.long_text)
-    if counts["skipped_empty"]:
-        print(f"skipped {counts['skipped_empty']} empty lines", file=sys.stderr)
-    if counts["long"] and counts["long_text"] == "truncate":
-        print(f"warning: {counts['long']} texts were longer than the model's max_length and were truncated", file=sys.stderr)
-    elif counts["long"]:
-        print(f"{counts['long']} texts longer than the model's max_length were scored in overlapping windows", file=sys.stderr)
-    write_output(frame, args.output, args.output_format)
+    """Read, score and write CHUNK texts at a time, with a progress bar on stderr for file inputs."""
+    from tqdm.auto import tqdm
+
+    from sentiment.predictor import Predictor, predict_config
+
+    fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
+    if args.input != "-":
+        for _ in iter_texts(args.input, args.input_format, args.text_column):  # a bad line is named before any work
+            pass
+    dataset = args.dataset or first_dataset()
+    reading = predict_config()
+    if args.long_text:
+        reading = reading.model_copy(update={"long_text": args.long_text})
+    with no_loading_bar():
+        predictor = Predictor(dataset, args.form, args.batch_size, reading)
+    print(f"form {predictor.form} ({predictor.form_reason})", file=sys.stderr)
+    totals = {"skipped_empty": 0, "long": 0}
+    size = Path(args.input).stat().st_size if args.input != "-" else None
+    with output_stream(args.output) as out, tqdm(total=size, unit="B", unit_scale=True, desc="predict", disable=None) as bar:
+        header = True
+        for chunk in chunks(iter_texts(args.input, args.input_format, args.text_column), CHUNK):
+            frame, counts = predictions(predictor, chunk)
+            out.write(rows_text(frame, fmt, header))
+            header = False
+            totals = {k: totals[k] + counts[k] for k in totals}
+            bar.update(sum(len(t.encode()) + 1 for t in chunk) if size else 0)
+        if header:  # no input at all: a CSV still gets its header
+            out.write(rows_text(predictions(predictor, [])[0], fmt, header=True))
+    if totals["skipped_empty"]:
+        print(f"skipped {totals['skipped_empty']} empty lines", file=sys.stderr)
+    if totals["long"] and reading.long_text == "truncate":
+        print(f"warning: {totals['long']} texts were longer than the model's max_length and were truncated", file=sys.stderr)
+    elif totals["long"]:
+        print(f"{totals['long']} texts longer than the model's max_length were scored in overlapping windows", file=sys.stderr)
 
 
 def attention_config(ig_steps: int | None):
@@ -224,6 +280,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"heatmap: {args.output}")
 
 
+FORM_HELP = "the model's form (auto: the fastest that passes the export stage's accuracy gate)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = OneLineParser(prog="sentiment", description="Use the pipeline's fine-tuned sentiment models.")
     sub = root.add_subparsers(dest="command", required=True)
@@ -235,6 +294,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="-", help="output file (.csv or .jsonl); '-' = stdout")
     p.add_argument("--output-format", choices=["csv", "jsonl"])
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--form",
+        choices=typing.get_args(Form),
+        default="auto",
+        help="which form scores (auto: the fastest that passes export's gate)",
+    )
     p.add_argument(
         "--long-text", choices=["truncate", "chunk"], help="texts over max_length: default params.yaml predict.long_text"
     )
@@ -249,7 +314,12 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_explain)
     s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, GET /healthz, GET /v1/model")
     s.add_argument("--dataset", help="whose fine-tuned model to serve (a params.yaml datasets key; default: the first)")
-    s.add_argument("--form", choices=typing.get_args(Form), default="onnx_int8", help="which exported form answers")
+    s.add_argument(
+        "--form",
+        choices=typing.get_args(Form),
+        default="auto",
+        help="which form answers (auto: the fastest that passes export's gate)",
+    )
     s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)

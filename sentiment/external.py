@@ -4,6 +4,7 @@ calibration before and after the in-domain temperature."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sentiment.hub import ensure_nltk, load_source
 from sentiment.metrics import bootstrap_interval, expected_calibration_error, f1_macro
 
 NLTK_PREFIX = "nltk:"
+LOCAL_SOURCES = Path("data") / "external"  # the external stage's dep for local files (not data/sources)
 
 
 class ExternalSet(Section):
@@ -54,6 +56,12 @@ def nltk_corpus(name: str) -> pd.DataFrame:
 def read_set(name: str, spec: ExternalSet, labels: list[str], seed: int) -> tuple[pd.DataFrame, int]:
     """(`text, label` with label ids of the model, rows before the max_rows sample)."""
     where = f"external set {name!r}"
+    local = Path(spec.source)
+    if local.suffix.lower() in (".csv", ".tsv", ".parquet") and not local.resolve().is_relative_to(LOCAL_SOURCES.resolve()):
+        print(
+            f"warning: {where}: {spec.source} is outside {LOCAL_SOURCES}/, which dvc.yaml tracks: DVC will not see it change",
+            file=sys.stderr,
+        )
     if spec.source.startswith(NLTK_PREFIX):
         frame = nltk_corpus(spec.source.removeprefix(NLTK_PREFIX))
     else:

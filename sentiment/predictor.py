@@ -15,7 +15,7 @@ from sentiment.forms import FORM_FILES, Form, resolve
 from sentiment.long_text import PredictConfig, mean_per_text, window_batches, windows
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file, model_dir
-from sentiment.text import CleanConfig, CleanParams, clean_text
+from sentiment.text import CleanConfig, Cleaning, clean_text
 
 
 def trained_model(key: str) -> Path:
@@ -33,12 +33,12 @@ def temperature(key: str) -> float:
     return float(json.loads(path.read_text())["models"].get("finetune", {}).get("temperature", 1.0))
 
 
-def clean_config() -> CleanConfig:
+def clean_config() -> Cleaning:
     """The pipeline's light cleaning (params.yaml `clean`), or the defaults outside a checkout."""
     try:
-        return section(CleanParams, load_params(), "clean").light()
+        return section(CleanConfig, load_params(), "clean").light()
     except UserError:
-        return CleanConfig()
+        return Cleaning()
 
 
 def predict_config() -> PredictConfig:
@@ -56,7 +56,9 @@ class Predictor:
     over length-sorted batches; the pipeline's cleaning, and long texts read as `predict` says
     (truncated to the model's max_length, or scored in overlapping windows)."""
 
-    def __init__(self, key: str, form: Form = "auto", batch_size: int = 64, reading: PredictConfig | None = None):
+    def __init__(
+        self, key: str, form: Form = "auto", batch_size: int = 64, reading: PredictConfig | None = None, spin: bool = True
+    ):
         from transformers import AutoTokenizer
 
         from sentiment.export import onnx_backend, torch_backend
@@ -75,7 +77,7 @@ class Predictor:
             if not onnx.exists():
                 raise UserError(f"no exported model at {onnx}: run `dvc repro export@{key}` first")
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.run = onnx_backend(onnx)
+            self.run = onnx_backend(onnx, spin=spin)
         self.temperature = temperature(key)
         self.cleaning = clean_config()
         self.reading = reading or predict_config()

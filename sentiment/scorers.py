@@ -21,7 +21,7 @@ from sentiment.long_text import PredictConfig
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file
 from sentiment.predictor import Predictor
-from sentiment.text import CleanParams, WordLists, clean_text
+from sentiment.text import CleanConfig, WordLists, clean_text
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def baseline_scorer(key: str, name: str, params: dict[str, Any], labels: list[st
     if not path.exists():
         raise UserError(f"no saved baseline {name!r} at {path}: run `dvc repro baseline@{key}` first")
     model = joblib.load(path)
-    clean = section(CleanParams, params, "clean")
+    clean = section(CleanConfig, params, "clean")
     light = clean.light()
     temperature = float(evaluated(key)["models"][name]["temperature"])
 

@@ -15,11 +15,12 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError, section
 from sentiment.light import LightBudget, with_overrides
@@ -44,6 +45,8 @@ class SearchConfig(Section):
     random: Space  # [low, high]: learning rate log-uniform, dropout uniform
     storage: str = "sqlite:///search/optuna.db"  # Optuna storage URL; PostgreSQL/MySQL for several machines
     study: str | None = None  # default: <dataset key>-<sampler>
+    heartbeat_seconds: PositiveInt = 60  # a running trial whose worker is silent for twice this is failed and retried
+    retries: int = Field(2, ge=0)  # how often a failed trial is retried with the same params
 
 
 def make_sampler(cfg: SearchConfig, sampler: Sampler, worker: int = 0):
@@ -68,14 +71,25 @@ def trial_count(cfg: SearchConfig, sampler: Sampler, trials: int | None) -> int:
     return min(n, len(cfg.grid.learning_rate) * len(cfg.grid.dropout)) if sampler == "grid" else n
 
 
-def open_storage(url: str):
-    """Optuna's RDB storage; a SQLite file's folder is created, and SQLite waits for its lock rather than failing."""
+def open_storage(cfg: SearchConfig):
+    """Optuna's RDB storage with heartbeats: a trial whose worker died (killed, or its machine lost) is
+    marked failed by the next worker that starts a trial, and retried with the same params. A SQLite
+    file's folder is created, and SQLite waits for its lock rather than failing; PostgreSQL is reached
+    through psycopg (`postgresql+psycopg://user@host/db`)."""
     import optuna
+    from optuna.storages import RetryFailedTrialCallback
 
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental since Optuna 2.8
+    heartbeat = {
+        "heartbeat_interval": cfg.heartbeat_seconds,
+        "grace_period": 2 * cfg.heartbeat_seconds,
+        "failed_trial_callback": RetryFailedTrialCallback(max_retry=cfg.retries),
+    }
+    url = cfg.storage
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)  # PostgreSQL/MySQL: pip install the database's driver
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **heartbeat)
+    return optuna.storages.RDBStorage(url, **heartbeat)
 
 
 def prepare_study(storage, name: str, mode: Literal["new", "resume", "restart"]) -> None:
@@ -96,7 +110,7 @@ def prepare_study(storage, name: str, mode: Literal["new", "resume", "restart"])
 def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trials: int, name: str, run_id: str) -> None:
     """One worker process: trials on the light budget until the study holds `trials` trials (from any worker)."""
     import optuna
-    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
 
     cfg, budget = section(SearchConfig, params, "search"), section(LightBudget, params, "light")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,8 +135,16 @@ def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trial
         return score
 
     # one worker: the configured seed, so a fresh single-worker study is reproducible; more: one seed each
-    study = optuna.load_study(study_name=name, storage=open_storage(cfg.storage), sampler=make_sampler(cfg, sampler, index))
-    study.optimize(objective, n_trials=trials, callbacks=[MaxTrialsCallback(trials, states=None)])
+    study = optuna.load_study(study_name=name, storage=open_storage(cfg), sampler=make_sampler(cfg, sampler, index))
+
+    def enough(study, _trial) -> None:
+        """Stop once the study holds `trials` trials that count: a trial whose worker died is failed first
+        (its retry, a waiting trial, counts instead of it)."""
+        optuna.storages.fail_stale_trials(study)
+        if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))) >= trials:
+            study.stop()
+
+    study.optimize(objective, n_trials=trials, callbacks=[enough])
 
 
 def trials_table(study, sampler: Sampler) -> pd.DataFrame:
@@ -148,9 +170,10 @@ def trials_table(study, sampler: Sampler) -> pd.DataFrame:
 
 
 def log_experiments(key: str, name: str, table: pd.DataFrame) -> int:
-    """Each trial as a DVC experiment (dvclive: params and dev figures under dvclive/search/<key>/, which
-    dvc.yaml declares), so `dvc exp show` lists the trials beside their values. Outside a git + DVC
-    repository there is nowhere to save them. Returns the number of trials logged."""
+    """Each trial as a DVC experiment (dvclive: params and dev figures under dvclive/search/<key>/, declared
+    by the dvc.yaml dvclive writes there, which each experiment commit carries), so `dvc exp show` lists
+    the trials beside their values while the main dvc.yaml declares nothing a fresh clone lacks. Outside
+    a git + DVC repository there is nowhere to save them. Returns the number of trials logged."""
     from dvclive import Live
 
     if not (Path(".dvc").is_dir() and Path(".git").exists()):
@@ -158,7 +181,7 @@ def log_experiments(key: str, name: str, table: pd.DataFrame) -> int:
     for row in table.itertuples():
         with Live(
             str(LIVE / "search" / key),
-            dvcyaml=False,
+            dvcyaml=str(LIVE / "search" / key / "dvc.yaml"),
             save_dvc_exp=True,
             exp_name=f"{name}-trial-{row.trial}",
             exp_message=f"search {name} trial {row.trial} (light budget)",
@@ -186,7 +209,7 @@ def run_search(
 
     cfg = section(SearchConfig, params, "search")
     name = cfg.study or f"{key}-{sampler}"
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg)
     prepare_study(storage, name, mode)
     run_id = uuid.uuid4().hex
     if workers == 1:

@@ -1,5 +1,5 @@
-"""The HTTP API behind `sentiment serve` (Starlette on uvicorn): dynamic micro-batching of concurrent
-requests onto one `Predictor`.
+"""The HTTP API behind `sentiment serve` (Starlette on uvicorn): continuous batching of concurrent
+requests onto one `Predictor`, a bounded queue, Prometheus metrics and an optional bearer token.
 
 Starlette rather than FastAPI: FastAPI's validation layer adds per-request time on the same route
 (`python bench/asgi_overhead.py` measures both), and three routes whose JSON is checked by hand (so every
@@ -9,7 +9,12 @@ bad input gets a one-line 4xx, not a validation tree) do not need it.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import os
+import sys
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt
+from pydantic import PositiveInt
 
 from sentiment.config import Section, load_params, section
 from sentiment.forms import Form
@@ -30,51 +35,72 @@ class ServeConfig(Section):
     """params.yaml `serve`."""
 
     max_batch: PositiveInt = 64  # texts per model call
-    max_wait_ms: float = Field(5.0, ge=0)  # how long the first request of a batch waits for company
+    max_queue: PositiveInt = 1024  # texts waiting for the model; past it a request gets 503 and Retry-After
     max_texts: PositiveInt = 256  # per request
     max_chars: PositiveInt = 20_000  # per text
     max_body_bytes: PositiveInt = 1_000_000
+    token_env: str = "SENTIMENT_TOKEN"  # when this environment variable is set, requests need `Authorization: Bearer <it>`
 
 
-class MicroBatcher:
-    """Gathers concurrent requests into batches of up to `max_batch` texts, waiting at most `max_wait_ms`
-    after the first, and runs each batch on one worker thread (the model call releases the GIL)."""
+class QueueFull(Exception):
+    pass
 
-    def __init__(self, predict: Callable[[list[str]], list[Any]], max_batch: int, max_wait_ms: float):
-        self.predict, self.max_batch, self.max_wait = predict, max_batch, max_wait_ms / 1000
-        self.queue: asyncio.Queue = asyncio.Queue()
+
+class ContinuousBatcher:
+    """Runs the model on everything that has arrived, at once: an idle model takes a lone request
+    straight away, and requests that arrive while it is busy are gathered into the next batch (up to
+    `max_batch` texts). One worker thread runs the model (the model call releases the GIL); at most
+    `max_queue` texts wait, and a request past that raises QueueFull."""
+
+    def __init__(self, predict: Callable[[list[str]], list[Any]], max_batch: int, max_queue: int, observe=None):
+        self.predict, self.max_batch, self.max_queue = predict, max_batch, max_queue
+        self.observe = observe or (lambda texts: None)  # called with each batch's size
+        self.waiting: deque[tuple[list[str], asyncio.Future]] = deque()
+        self.queued = 0  # texts in `waiting`
+        self.arrived = asyncio.Event()
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="model")
         self.task: asyncio.Task | None = None
 
     async def submit(self, texts: list[str]) -> list[Any]:
+        if self.queued + len(texts) > self.max_queue:
+            raise QueueFull(f"{self.queued} texts are waiting; the limit is {self.max_queue} (serve.max_queue)")
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, future))
+        self.waiting.append((texts, future))
+        self.queued += len(texts)
+        self.arrived.set()
         return await future
+
+    def next_batch(self) -> list[tuple[list[str], asyncio.Future]]:
+        """Requests from the front of the queue, up to max_batch texts (always at least one request)."""
+        items, count = [], 0
+        while self.waiting and (not items or count + len(self.waiting[0][0]) <= self.max_batch):
+            texts, future = self.waiting.popleft()
+            self.queued -= len(texts)
+            count += len(texts)
+            if not future.cancelled():  # the client went away while it waited
+                items.append((texts, future))
+        return items
 
     async def loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            items = [await self.queue.get()]
-            count, deadline = len(items[0][0]), loop.time() + self.max_wait
-            while count < self.max_batch and (left := deadline - loop.time()) > 0:
+            await self.arrived.wait()
+            self.arrived.clear()
+            while items := self.next_batch():
+                texts = [t for batch, _ in items for t in batch]
+                self.observe(len(texts))
                 try:
-                    items.append(await asyncio.wait_for(self.queue.get(), left))
-                except TimeoutError:
-                    break
-                count += len(items[-1][0])
-            texts = [t for batch, _ in items for t in batch]
-            try:
-                results = await loop.run_in_executor(self.worker, self.predict, texts)
-            except Exception as err:  # the model failed: every waiting request gets the error, the loop goes on
-                for _, future in items:
+                    results = await loop.run_in_executor(self.worker, self.predict, texts)
+                except Exception as err:  # the model failed: every request of the batch gets the error, the loop goes on
+                    for _, future in items:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                start = 0
+                for batch, future in items:
                     if not future.done():
-                        future.set_exception(err)
-                continue
-            start = 0
-            for batch, future in items:
-                if not future.done():
-                    future.set_result(results[start : start + len(batch)])
-                start += len(batch)
+                        future.set_result(results[start : start + len(batch)])
+                    start += len(batch)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.loop())
@@ -147,16 +173,49 @@ def model_info(key: str, predictor: Predictor) -> dict[str, Any]:
     }
 
 
-def create_app(predictor: Predictor, cfg: ServeConfig, info: dict[str, Any]):
-    """The ASGI app: POST /v1/predict, GET /healthz, GET /v1/model."""
+class Metrics:
+    """The server's Prometheus metrics (prometheus-client), in a registry of the app's own."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("sentiment_requests", "Predict requests answered, by status", ["status"], registry=self.registry)
+        buckets = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+        self.latency = Histogram("sentiment_request_seconds", "Predict request latency", buckets=buckets, registry=self.registry)
+        sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+        self.batch = Histogram("sentiment_batch_texts", "Texts per model call", buckets=sizes, registry=self.registry)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def create_app(predictor: Predictor, cfg: ServeConfig, info: dict[str, Any], token: str | None = None):
+    """The ASGI app: POST /v1/predict, GET /v1/model (both behind the bearer token when there is one),
+    GET /healthz (the process is up), GET /readyz (the model has answered), GET /metrics (Prometheus)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    batcher = MicroBatcher(predictor.answers, cfg.max_batch, cfg.max_wait_ms)
+    metrics = Metrics()
+    batcher = ContinuousBatcher(predictor.answers, cfg.max_batch, cfg.max_queue, metrics.batch.observe)
+    ready = asyncio.Event()
 
-    async def predict(request: Request) -> JSONResponse:
+    def refused(request: Request) -> JSONResponse | None:
+        if token is None:
+            return None
+        given = request.headers.get("authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return None
+        message = "missing or wrong bearer token (Authorization: Bearer <token>)"
+        return JSONResponse({"error": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    async def answer(request: Request) -> JSONResponse:
+        if (denied := refused(request)) is not None:
+            return denied
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cfg.max_body_bytes:
             limit = f"the limit is {cfg.max_body_bytes} (serve.max_body_bytes)"
@@ -165,21 +224,48 @@ def create_app(predictor: Predictor, cfg: ServeConfig, info: dict[str, Any]):
             texts = parse_request(await request.body(), cfg)
         except BadRequest as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
-        return JSONResponse({"predictions": await batcher.submit(texts)})
+        try:
+            return JSONResponse({"predictions": await batcher.submit(texts)})
+        except QueueFull as err:
+            return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": "1"})
+
+    async def predict(request: Request) -> JSONResponse:
+        start = time.perf_counter()
+        response = await answer(request)
+        metrics.requests.labels(str(response.status_code)).inc()
+        metrics.latency.observe(time.perf_counter() - start)
+        return response
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def model(_: Request) -> JSONResponse:
-        return JSONResponse(info)
+    async def readyz(_: Request) -> JSONResponse:
+        if ready.is_set():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "1"})
+
+    async def model(request: Request) -> JSONResponse:
+        return refused(request) or JSONResponse(info)
+
+    async def prometheus(_: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @asynccontextmanager
     async def lifespan(_app):
         batcher.start()
+        await batcher.submit(["warm-up"])  # the first model call builds kernels: answer /readyz after it
+        ready.set()
         yield
         await batcher.stop()
 
-    routes = [Route("/v1/predict", predict, methods=["POST"]), Route("/healthz", healthz), Route("/v1/model", model)]
+    routes = [
+        Route("/v1/predict", predict, methods=["POST"]),
+        Route("/v1/model", model),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", prometheus),
+    ]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
@@ -188,6 +274,8 @@ def serve(key: str, form: Form, host: str, port: int) -> None:
     import uvicorn
 
     cfg = section(ServeConfig, load_params(), "serve")
-    predictor = Predictor(key, form, cfg.max_batch)
-    app = create_app(predictor, cfg, model_info(key, predictor))
+    predictor = Predictor(key, form, cfg.max_batch, spin=False)  # idle ORT threads sleep: the event loop needs the core
+    print(f"serving {key} with form {predictor.form} ({predictor.form_reason}) on http://{host}:{port}", file=sys.stderr)
+    token = os.environ.get(cfg.token_env) or None
+    app = create_app(predictor, cfg, model_info(key, predictor), token)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)

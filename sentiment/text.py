@@ -24,8 +24,8 @@ PUNCT_ONLY_RE = re.compile(r"^[^\w!?]+$")
 
 
 @dataclass(frozen=True)
-class CleanConfig:
-    """Transformer-input cleaning options (params.yaml `clean`)."""
+class Cleaning:
+    """The light cleaning every transformer input gets (the part of params.yaml `clean` that applies to it)."""
 
     url_placeholder: str = ""
     user_placeholder: str = ""
@@ -36,7 +36,7 @@ def _strip_controls(text: str) -> str:
     return "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text)
 
 
-def clean_text(text: str, cfg: CleanConfig = CleanConfig()) -> str:
+def clean_text(text: str, cfg: Cleaning = Cleaning()) -> str:
     """Light cleaning that keeps what a transformer can use (case, punctuation, emoji)."""
     text = html.unescape(text)
     text = TAG_RE.sub(" ", text)
@@ -121,7 +121,7 @@ def make_normalizer(
     )
 
 
-class CleanParams(Section):
+class CleanConfig(Section):
     """params.yaml `clean`."""
 
     url_placeholder: str = ""  # "" removes URLs
@@ -134,8 +134,8 @@ class CleanParams(Section):
     stem: bool = False
     drop_label_issues: bool = False  # train rows that label_issues flags are dropped
 
-    def light(self) -> CleanConfig:
-        return CleanConfig(self.url_placeholder, self.user_placeholder, self.max_repeat)
+    def light(self) -> Cleaning:
+        return Cleaning(self.url_placeholder, self.user_placeholder, self.max_repeat)
 
     def normalizer(self, negations: Iterable[str]) -> Normalizer:
         return make_normalizer(
@@ -148,7 +148,7 @@ class CleanParams(Section):
 
 
 def clean_split(
-    frame: pd.DataFrame, cfg: CleanParams, normalize: Normalizer, *, dedup: bool
+    frame: pd.DataFrame, cfg: CleanConfig, normalize: Normalizer, *, dedup: bool
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Clean one split; return it and the rows dropped per reason."""
     light = cfg.light()

@@ -12,11 +12,11 @@ from sentiment.data import SPLITS
 from sentiment.io import read_parquet, write_json, write_parquet
 from sentiment.paths import data_dir, metrics_file
 from sentiment.stage import Run, run_stage
-from sentiment.text import CleanParams, WordLists, clean_split
+from sentiment.text import CleanConfig, WordLists, clean_split
 
 
 def main(run: Run) -> None:
-    cfg = section(CleanParams, run.params, "clean")
+    cfg = section(CleanConfig, run.params, "clean")
     normalize = cfg.normalizer(section(WordLists, run.params, "words").negation)
     cleaned, report = {}, {}
     for split in SPLITS:

@@ -1,5 +1,6 @@
 """export: torch int8, ONNX, ONNX int8 and optimized ONNX int8 forms of the fine-tuned model, each scored on
-test like the torch fp32 model.
+test like the torch fp32 model, and a transformers folder (`pipeline("text-classification", ...)`) with the
+temperature evaluate fitted on dev.
 
 python -m stages.export <dataset key>
 """
@@ -9,9 +10,17 @@ import torch
 
 from sentiment.config import section
 from sentiment.data import encode_labels, read_clean
-from sentiment.export import ExportConfig, build_forms, quantize_int8, score_forms, serialized_mb, sorted_batches
+from sentiment.export import (
+    ExportConfig,
+    build_forms,
+    quantize_int8,
+    score_forms,
+    serialized_mb,
+    sorted_batches,
+)
 from sentiment.forms import FORM_FILES, GATE, passes_gate
-from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.hf_classifier import save_for_transformers
+from sentiment.io import atomic_dir, read_json, write_csv, write_json
 from sentiment.models import load_classifier
 from sentiment.paths import data_dir, metrics_file, model_dir
 from sentiment.stage import Run, run_stage
@@ -33,6 +42,8 @@ def main(run: Run) -> None:
         }
         forms = score_forms(backends, batches, labels, sizes)
         tokenizer.save_pretrained(out / "tokenizer")
+        temperature = read_json(metrics_file(key, "evaluate"), f"evaluate@{key}")["models"]["finetune"]["temperature"]
+        save_for_transformers(model, tokenizer, names, temperature, out / "transformers")
         write_csv(pd.DataFrame([{"form": f, **v} for f, v in forms.items()]), out / "scores.csv")
     for r in forms.values():
         r["passes_gate"] = passes_gate(r)

@@ -28,7 +28,7 @@ from sentiment.label_audit import (
 from sentiment.light import LightBudget, with_overrides
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
-from sentiment.text import CleanParams, WordLists, clean_split
+from sentiment.text import CleanConfig, WordLists, clean_split
 
 
 def noise_matrix_figure(joint: dict[str, dict[str, float]], names: list[str], title: str):
@@ -49,7 +49,7 @@ def noise_matrix_figure(joint: dict[str, dict[str, float]], names: list[str], ti
 
 def main(run: Run) -> None:
     cfg, key, names, seed = section(LabelIssuesConfig, run.params, "label_issues"), run.key, run.labels, run.params["seed"]
-    clean_cfg = section(CleanParams, run.params, "clean")
+    clean_cfg = section(CleanConfig, run.params, "clean")
     if cfg.model == "tfidf":
         baseline = section(BaselineConfig, run.params, "baseline")
 

@@ -128,6 +128,7 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
     sources = root / "data" / "sources"
     sources.mkdir(parents=True)
     shutil.copy(REPO / "data" / "sources" / "README.md", sources / "README.md")
+    shutil.copytree(REPO / "data" / "external", root / "data" / "external")
     shutil.copytree(REPO / "data" / "behavior", root / "data" / "behavior")
     for key in datasets:
         pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / f"{key}.csv", index=False)

@@ -163,12 +163,16 @@ def test_generation_is_seeded_and_perturbations_change_text():
     assert swapped != "Anna liked it" and swapped.endswith(" liked it")
 
 
-def test_tests_needing_a_missing_label_are_skipped_with_a_reason():
+def test_tests_needing_a_missing_label_or_polarity_are_skipped_with_a_reason():
     spec = BehaviorTest(name="x", capability="v", kind="mft", expect="neutral", templates=["The {thing} starts at nine."])
-    assert "neutral" in skip_reason(spec, "sst2", LABELS)
-    assert skip_reason(spec, "tweets", ["negative", "neutral", "positive"]) is None
+    assert "neutral" in skip_reason(spec, "sst2", LABELS, polarity=True)
+    assert skip_reason(spec, "tweets", ["negative", "neutral", "positive"], polarity=True) is None
     only = spec.model_copy(update={"datasets": ["tweets"]})
-    assert skip_reason(only, "sst2", ["negative", "neutral", "positive"]) is not None
+    assert skip_reason(only, "sst2", ["negative", "neutral", "positive"], polarity=True) is not None
+    # a test that names labels assumes sentiment: not for labels that are not declared polarity-ordered
+    assert "datasets.topics.polarity" in skip_reason(spec, "topics", ["neutral", "other"], polarity=False)
+    invariance = BehaviorTest(name="y", capability="robustness", kind="inv", source="test", perturb="typo")
+    assert skip_reason(invariance, "topics", ["sport", "other"], polarity=False) is None
 
 
 def test_the_committed_templates_load_and_every_test_has_cases():

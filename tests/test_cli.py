@@ -130,3 +130,21 @@ def test_without_dataset_the_first_of_params_is_used(saved_model, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "--input", "in.txt"])
     assert exit_info.value.code == 1 and "params.yaml lists no datasets: pass --dataset" in capsys.readouterr().err
+
+
+def test_predict_streams_in_chunks_in_order_and_refuses_a_late_bad_line_before_writing(saved_model, capsys, monkeypatch):
+    import sentiment.cli
+
+    texts = [f"{'good' if i % 3 else 'bad'} film number {i}" for i in range(23)]
+    with open("in.txt", "w") as f:
+        f.write("\n".join(texts) + "\n")
+    code, whole, _ = run(capsys, "--input", "in.txt")
+    monkeypatch.setattr(sentiment.cli, "CHUNK", 4)
+    code, chunked, _ = run(capsys, "--input", "in.txt", "--output", "out.csv")
+    assert code == 0 and open("out.csv").read() == whole  # chunk by chunk, the same rows in the same order
+    assert pd.read_csv("out.csv")["text"].tolist() == texts
+    with open("in.jsonl", "w") as f:
+        f.write("".join(json.dumps({"text": t}) + "\n" for t in texts) + "{broken\n")
+    code, _, err = run(capsys, "--input", "in.jsonl", "--output", "late.jsonl")
+    assert code == 1 and "in.jsonl: line 24 is not valid JSON" in err
+    assert not os.path.exists("late.jsonl") and not [p for p in os.listdir(".") if p.startswith(".late.jsonl")]

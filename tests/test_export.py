@@ -66,12 +66,16 @@ def test_export_stage_scores_every_form(trained, monkeypatch):
     params = tiny_params()
     params["export"] = {"batch_size": 8}
     (trained / "params.yaml").write_text(yaml.safe_dump(params))
+    (trained / "metrics" / "toy").mkdir(parents=True, exist_ok=True)
+    (trained / "metrics" / "toy" / "evaluate.json").write_text(json.dumps({"models": {"finetune": {"temperature": 1.5}}}))
     run_stage(export.main, export.__doc__, argv=["toy"])
     report = json.loads((trained / "metrics" / "toy" / "export.json").read_text())
     assert set(report["forms"]) == {"torch", "torch_int8", "onnx", "onnx_int8", "onnx_optimized_int8"} and report["n_test"] == 32
     for form in report["forms"].values():
         assert abs(form["accuracy_delta_vs_torch"]) <= 0.05 and form["agreement_with_torch"] >= 0.95
     assert (trained / "data" / "toy" / "export" / "model_int8.onnx").exists()
+    hub = json.loads((trained / "data" / "toy" / "export" / "transformers" / "config.json").read_text())
+    assert hub["logit_temperature"] == 1.5 and hub["id2label"] == {"0": "negative", "1": "positive"}
 
 
 def test_export_refuses_a_bad_batch_size(trained, monkeypatch, capsys):
@@ -84,3 +88,25 @@ def test_export_refuses_a_bad_batch_size(trained, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         run_stage(export.main, export.__doc__, argv=["toy"])
     assert "error: invalid param export.batch_size=0" in capsys.readouterr().err
+
+
+def test_transformers_pipeline_gives_the_labels_and_probabilities_predict_gives(trained, tmp_path, monkeypatch):
+    from transformers import pipeline
+
+    from sentiment.hf_classifier import save_for_transformers
+    from sentiment.predictor import Predictor
+
+    monkeypatch.chdir(trained)
+    model, tokenizer, meta = load_classifier(trained / "data" / "toy" / "finetune" / "model", on="cpu")
+    temperature = 1.7  # as evaluate would fit on dev
+    save_for_transformers(model, tokenizer, meta["labels"], temperature, tmp_path / "hub")
+    assert (tmp_path / "hub" / "hf_classifier.py").exists()  # the model's code, beside its weights
+    classify = pipeline("text-classification", model=str(tmp_path / "hub"), trust_remote_code=True, top_k=None, device="cpu")
+    predictor = Predictor("toy", "torch")
+    predictor.temperature = temperature
+    expected = predictor.answers(TEXTS)
+    for got, want in zip(classify(TEXTS), expected, strict=True):
+        scores = {g["label"]: g["score"] for g in got}
+        assert max(scores, key=scores.get) == want["label"]
+        for label, p in want["probabilities"].items():
+            assert scores[label] == pytest.approx(p, abs=1e-5)

@@ -1,10 +1,17 @@
 """The hyper-parameter search: seeded Optuna grid and random trials on tiny data, dev-only selection."""
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import tiny_params, toy_sentiment, write_clean
+from conftest import REPO, tiny_params, toy_sentiment, write_clean
 from sentiment.light import LightBudget, with_overrides
 from sentiment.stage import run_stage
 from stages import search
@@ -76,7 +83,7 @@ def test_two_workers_share_one_sqlite_study_and_record_every_trial_once(toy_repo
     study = optuna.load_study(study_name="toy-random", storage="sqlite:///search/optuna.db")
     trials = study.get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
-    # MaxTrialsCallback stops each worker once the study holds 4 trials; a worker already past the check may add one
+    # each worker stops once the study holds 4 trials; a worker already past the check may add one
     assert 4 <= len(trials) <= 5 and sorted(numbers) == list(range(len(trials)))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert len({(t.params["learning_rate"], t.params["dropout"]) for t in trials}) == len(trials)  # per-worker seeds
@@ -85,3 +92,78 @@ def test_two_workers_share_one_sqlite_study_and_record_every_trial_once(toy_repo
     assert table["trial"].tolist() == sorted(numbers)  # each trial once in the table, from the shared storage
     main(["toy", "--sampler", "random", "--trials", "6", "--resume"])  # another machine or a later run joins
     assert len(optuna.load_study(study_name="toy-random", storage="sqlite:///search/optuna.db").trials) >= 6
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    import postgres
+
+    if postgres.binaries() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    with postgres.server() as url:
+        yield url
+
+
+def search_command(repo, *argv) -> list[str]:
+    return [sys.executable, "-m", "stages.search", "toy", *argv]
+
+
+def readme_search_command() -> list[str]:
+    """The README's multi-machine command, for the toy dataset."""
+    block = re.search(r"<!-- shared-search -->\n```bash\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
+    assert block, "README.md has no shared-search block"
+    words = block.group(1).split()
+    assert words[:3] == ["python", "-m", "stages.search"]
+    return [sys.executable, "-m", "stages.search", "toy", *words[4:]]
+
+
+def run_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.mark.slow  # worker processes on a real PostgreSQL server
+def test_two_workers_share_one_postgres_study_and_a_killed_worker_is_retried(toy_repo, postgres_url):
+    import optuna
+
+    params = yaml.safe_load((toy_repo / "params.yaml").read_text())
+    search_params = {**SEARCH, "storage": postgres_url, "heartbeat_seconds": 1, "sampler": "random", "trials": 4}
+    (toy_repo / "params.yaml").write_text(yaml.safe_dump({**params, "search": search_params}))
+    # the README's multi-machine command (two workers, joining or creating the study), as a machine runs it
+    subprocess.run(readme_search_command(), cwd=toy_repo, env=run_env(), check=True)
+    study = optuna.load_study(study_name="toy-random", storage=postgres_url)
+    trials = study.get_trials(deepcopy=False)
+    assert 4 <= len(trials) <= 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # every trial recorded once
+    table = pd.read_csv(toy_repo / "plots" / "toy" / "search" / "trials_random.csv")
+    assert table["trial"].tolist() == sorted(t.number for t in trials)
+
+    # a worker killed mid-trial: the next worker fails its trial (no heartbeat) and retries the same params
+    slow = {**search_params, "study": "killed", "trials": 2}
+    (toy_repo / "params.yaml").write_text(yaml.safe_dump({**params, "search": slow, "light": {**LIGHT, "epochs": 40}}))
+    victim = subprocess.Popen(search_command(toy_repo, "--resume"), cwd=toy_repo, env=run_env(), stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not running_trials(postgres_url, "killed"):
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    [lost] = running_trials(postgres_url, "killed")
+    time.sleep(4)  # past the grace period (twice the heartbeat)
+    (toy_repo / "params.yaml").write_text(yaml.safe_dump({**params, "search": slow}))
+    subprocess.run(search_command(toy_repo, "--resume"), cwd=toy_repo, env=run_env(), check=True)
+    trials = optuna.load_study(study_name="killed", storage=postgres_url).get_trials(deepcopy=False)
+    states = {t.number: t.state for t in trials}
+    assert states[lost.number] == optuna.trial.TrialState.FAIL
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2
+    retried = [t for t in done if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retried) == 1 and retried[0].params == lost.params
+
+
+def running_trials(url: str, study: str):
+    import optuna
+
+    try:
+        trials = optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
+    except KeyError:  # the study is not created yet
+        return []
+    return [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]

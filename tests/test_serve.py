@@ -1,6 +1,7 @@
 """`sentiment serve` on a tiny model: the same answers as `sentiment predict`, concurrent requests batched
-and returned complete and in order, every bad input a one-line 4xx while the server goes on serving,
-and SIGTERM lets an in-flight request finish."""
+and returned complete and in order, a lone request run at once, a full queue a 503, every bad input a
+one-line 4xx while the server goes on serving, Prometheus metrics, the bearer token, and SIGTERM lets an
+in-flight request finish."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import yaml
 from conftest import REPO
 from sentiment.cli import main as cli
 from sentiment.predictor import Predictor
-from sentiment.serving import MicroBatcher, ServeConfig, create_app, model_info
+from sentiment.serving import ContinuousBatcher, QueueFull, ServeConfig, create_app, model_info
 
 TEXTS = ["a good great film", "bad awful plot", "the story", "lovely , wonderful , excellent acting", "dreadful"]
 
@@ -35,10 +36,10 @@ def served(saved_model):
     return in_tmp
 
 
-def app_for(key="toy", **limits):
+def app_for(key="toy", token=None, **limits):
     predictor = Predictor(key, "torch")
     cfg = ServeConfig(**limits)
-    return create_app(predictor, cfg, model_info(key, predictor))
+    return create_app(predictor, cfg, model_info(key, predictor), token)
 
 
 async def calls(app, requests: list[tuple[str, str, bytes | None]]) -> list[httpx.Response]:
@@ -70,13 +71,13 @@ def test_answers_equal_sentiment_predicts(served, capsys):
 def test_concurrent_requests_come_back_complete_and_in_order(served):
     alone = Predictor("toy", "torch").answers(TEXTS)
     requests = [post([TEXTS[i % 5], TEXTS[(i + 2) % 5]]) for i in range(40)]
-    responses = asyncio.run(calls(app_for(max_batch=16, max_wait_ms=20), requests))
+    responses = asyncio.run(calls(app_for(max_batch=16), requests))
     for i, response in enumerate(responses):
         labels = [p["label"] for p in response.json()["predictions"]]
         assert labels == [alone[i % 5]["label"], alone[(i + 2) % 5]["label"]]
 
 
-def test_the_batcher_gathers_concurrent_requests():
+def test_the_batcher_runs_a_lone_request_at_once_and_gathers_those_that_wait():
     seen: list[int] = []
 
     def predict(texts):
@@ -84,15 +85,88 @@ def test_the_batcher_gathers_concurrent_requests():
         return [t.upper() for t in texts]
 
     async def go():
-        batcher = MicroBatcher(predict, max_batch=8, max_wait_ms=50)
+        batcher = ContinuousBatcher(predict, max_batch=8, max_queue=100)
         batcher.start()
+        lone = await asyncio.wait_for(batcher.submit(["alone"]), 1)  # no wait for company when nobody else is there
+        batcher.worker.submit(time.sleep, 0.2)  # the model thread busy: requests pile up
         results = await asyncio.gather(*(batcher.submit([f"t{i}", f"u{i}"]) for i in range(8)))
         await batcher.stop()
-        return results
+        return lone, results
 
-    results = asyncio.run(go())
+    lone, results = asyncio.run(go())
+    assert lone == ["ALONE"] and seen[0] == 1
     assert results == [[f"T{i}", f"U{i}"] for i in range(8)]
-    assert len(seen) < 8 and max(seen) <= 8 + 1  # batches of several requests, capped near max_batch
+    assert seen[1:] == [8, 8]  # what waited ran together, max_batch texts a call
+
+
+def test_a_full_queue_refuses_at_once():
+    async def go():
+        batcher = ContinuousBatcher(lambda texts: texts, max_batch=4, max_queue=5)  # not started: nothing drains
+        waiting = asyncio.ensure_future(batcher.submit(["a"] * 4))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull, match=r"4 texts are waiting; the limit is 5 \(serve.max_queue\)"):
+            await batcher.submit(["b", "c"])
+        waiting.cancel()
+
+    asyncio.run(go())
+
+
+def test_a_full_queue_is_a_503_with_retry_after_and_the_server_goes_on(served):
+    requests = [post(["a good film"] * 4) for _ in range(30)]
+    responses = asyncio.run(calls(app_for(max_batch=4, max_queue=8), requests))
+    statuses = {r.status_code for r in responses}
+    assert statuses == {200, 503}
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1" and "serve.max_queue" in refused.json()["error"]
+    [after] = asyncio.run(calls(app_for(max_batch=4, max_queue=8), [post(["a good film"])]))
+    assert after.status_code == 200
+
+
+def test_metrics_after_requests(served):
+    async def go():
+        app = app_for()
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await asyncio.gather(
+                    client.post("/v1/predict", json={"texts": TEXTS}), client.post("/v1/predict", content=b"{bad")
+                )
+                return (await client.get("/metrics")).text
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(asyncio.run(go()))
+        for s in f.samples
+    }
+    assert samples[("sentiment_requests_total", (("status", "200"),))] == 1
+    assert samples[("sentiment_requests_total", (("status", "400"),))] == 1
+    assert samples[("sentiment_request_seconds_count", ())] == 2
+    assert samples[("sentiment_batch_texts_count", ())] == 2  # the warm-up call and the five texts
+    assert samples[("sentiment_batch_texts_sum", ())] == 1 + len(TEXTS)
+
+
+def test_the_bearer_token_guards_predict_and_model_but_not_health(served):
+    requests = [
+        post(["a good film"]),
+        ("GET", "/v1/model", None),
+        ("GET", "/healthz", None),
+        ("GET", "/readyz", None),
+    ]
+    responses = asyncio.run(calls(app_for(token="s3cret"), requests))
+    assert [r.status_code for r in responses] == [401, 401, 200, 200]
+    assert responses[0].headers["www-authenticate"] == "Bearer" and "bearer token" in responses[0].json()["error"]
+
+    async def with_header(value):
+        app = app_for(token="s3cret")
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post("/v1/predict", json={"texts": ["a good film"]}, headers={"Authorization": value})
+
+    assert asyncio.run(with_header("Bearer wrong")).status_code == 401
+    assert asyncio.run(with_header("Bearer s3cret")).status_code == 200
 
 
 def test_every_bad_input_is_a_one_line_4xx_and_the_server_goes_on(served):
@@ -121,8 +195,10 @@ def test_every_bad_input_is_a_one_line_4xx_and_the_server_goes_on(served):
 
 
 def test_model_info_names_the_model(served):
-    health, info = asyncio.run(calls(app_for(), [("GET", "/healthz", None), ("GET", "/v1/model", None)]))
-    assert health.json() == {"status": "ok"}
+    health, ready, info = asyncio.run(
+        calls(app_for(), [("GET", "/healthz", None), ("GET", "/readyz", None), ("GET", "/v1/model", None)])
+    )
+    assert health.json() == {"status": "ok"} and ready.json() == {"status": "ready"}
     body = info.json()
     assert body["dataset"] == "toy" and body["labels"] == ["negative", "positive"] and body["form"] == "torch"
 
@@ -134,32 +210,32 @@ def free_port() -> int:
 
 
 def test_sigterm_lets_an_in_flight_request_finish(served):
-    params = yaml.safe_load((served / "params.yaml").read_text())
-    params["serve"]["max_wait_ms"] = 1500  # the request waits in the batcher while SIGTERM arrives
-    (served / "params.yaml").write_text(yaml.safe_dump(params))
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", "toy", "--form", "torch", "--port", str(port)]
     server = subprocess.Popen(cmd, cwd=served, env=env, stderr=subprocess.PIPE)
     try:
-        url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-
-        async def request_then_sigterm():
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                pending = asyncio.ensure_future(client.post("/v1/predict", json={"texts": ["a good film"]}))
-                await asyncio.sleep(0.5)
-                server.send_signal(signal.SIGTERM)
-                return await pending
-
-        response = asyncio.run(request_then_sigterm())
-        assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+        body = json.dumps({"texts": ["a good film"]}).encode()
+        head = f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(head.encode() + body[:5])  # the request has begun: its body is still on the way
+            time.sleep(0.5)
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            conn.sendall(body[5:])
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 200 OK", answer[:200]
+        assert len(json.loads(rest.split(b"\r\n\r\n", 1)[1])["predictions"]) == 1
         # uvicorn finishes the request, shuts down, then re-raises SIGTERM so the exit status tells why it stopped
         assert server.wait(timeout=60) in (0, -signal.SIGTERM)
     finally:

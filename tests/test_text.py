@@ -1,6 +1,6 @@
 import pytest
 
-from sentiment.text import CleanConfig, Normalizer, clean_text, make_normalizer
+from sentiment.text import Cleaning, Normalizer, clean_text, make_normalizer
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ def test_clean_text_table(raw, expected):
 
 
 def test_clean_text_placeholders():
-    cfg = CleanConfig(url_placeholder="http", user_placeholder="@user", max_repeat=3)
+    cfg = Cleaning(url_placeholder="http", user_placeholder="@user", max_repeat=3)
     assert clean_text("@bob look http://x.y sooooo", cfg) == "@user look http sooo"
 
 

@@ -1,0 +1,198 @@
+"""docs/experiments.md's generated block: one table per benchmark record committed under docs/results/
+(bench/*.py --save NAME writes them through bench/record.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sentiment.report.markdown import END, START, interval, table
+
+RECORDS = Path("docs") / "results"
+
+
+def machine_line(m: Any) -> str:
+    """A record's machine: a dict (CPU, cores, flags) in newer records, a string in older ones."""
+    if isinstance(m, dict):
+        return f"{m['cpu']}, {m['cores']} cores, {' '.join(m['cpu_flags']) or 'no listed flags'}"
+    return m or "machine not recorded"
+
+
+def cells(row: dict[str, Any]) -> dict[str, str]:
+    """A record row as table cells: floats to 3 significant places past the point, lists joined."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, float):
+            out[k] = f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        elif isinstance(v, list):
+            out[k] = " ".join(map(str, v))
+        else:
+            out[k] = str(v)
+    return out
+
+
+def repro_table(name: str, run: dict[str, Any]) -> list[str]:
+    rows = [{"stage": stage, "seconds": f"{s:.0f}"} for stage, s in run["repro"]["stages"].items()]
+    rows.append({"stage": "**`dvc repro` wall time**", "seconds": f"**{run['repro']['wall_seconds']:.0f}**"})
+    return [f"**{name}** ({machine_line(run.get('machine'))}; {run.get('note', '')}):", "", *table(rows), ""]
+
+
+def pytest_table(name: str, run: dict[str, Any]) -> list[str]:
+    """A test-suite timing record (bench/test_durations.py): seconds per module and the share of the top two."""
+    outcomes = ", ".join(f"{n} {word}" for word, n in run["outcomes"].items())
+    summed = run["test_seconds_summed"]
+    top = sorted(run["modules"].items(), key=lambda kv: -kv[1])
+    share = sum(seconds for _, seconds in top[:2]) / summed if summed else 0
+    rows = [{"module": module, "seconds": f"{seconds:.0f}"} for module, seconds in top if seconds >= 1]
+    return [
+        f"**{name}** (`{run['command']}` on {machine_line(run['machine'])}; {run['note']}): "
+        f"pytest {run['pytest_seconds']:.0f} s ({outcomes}); {summed:.0f} s of tests summed over both workers, "
+        f"{share:.0%} of it in {top[0][0]} and {top[1][0]}:",
+        "",
+        *table(rows),
+        "",
+    ]
+
+
+def seed_study_table(name: str, rows: list[dict[str, Any]]) -> list[str]:
+    """A paired seed study (bench/seed_study.py --jsonl): per config mean ± SD over seeds, then each other
+    config's mean difference from the first config on the seeds both ran, with its standard error."""
+    import pandas as pd
+
+    scores = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro"]
+    frame = pd.DataFrame(rows)
+    configs = list(dict.fromkeys(frame["config"]))
+    out = []
+    for config in configs:
+        group = frame[frame["config"] == config]
+        sd = {s: group[s].std(ddof=1) if len(group) > 1 else 0 for s in scores}
+        out.append({"config": config, "runs": len(group), **{s: f"{group[s].mean():.4f} ± {sd[s]:.4f}" for s in scores}})
+    by_seed = frame.set_index(["config", "seed"])[scores]
+    for config in configs[1:]:
+        diff = (by_seed.loc[config] - by_seed.loc[configs[0]]).dropna()
+        paired = {s: f"{diff[s].mean():+.4f} ({diff[s].sem():.4f})" for s in scores}
+        out.append({"config": f"{config} − {configs[0]}, paired (SE)", "runs": len(diff), **paired})
+    overrides = "; ".join(f"{c}: {json.dumps(frame[frame['config'] == c]['overrides'].iloc[0], sort_keys=True)}" for c in configs)
+    return [
+        f"**{name}** (`bench/seed_study.py {frame['dataset'].iloc[0]}`, seeds {sorted(set(frame['seed']))}; {overrides}):",
+        "",
+        *table(out),
+        "",
+    ]
+
+
+def label_audit_table(name: str, run: dict[str, Any]) -> list[str]:
+    """An injected-noise record (bench/label_audit.py): precision and recall per dataset and out-of-fold model."""
+    keep = ("dataset", "model", "rows", "flipped", "out_of_fold_accuracy", "flagged", "precision", "recall")
+    rows = [
+        {
+            **cells({k: r[k] for k in keep}),
+            "precision beyond natural issues": f"{r['precision_beyond_natural_issues']:.3f}",
+            "seconds": f"{r['seconds']:.0f}",
+        }  # fmt: skip
+        for r in run["runs"]
+    ]
+    return [
+        f"**{name}** (`{run['command']}`; {machine_line(run['machine'])}): labels flipped on purpose in a seeded sample "
+        "of train, audited by cleanlab on each model's out-of-fold probabilities:",
+        "",
+        *table(rows),
+        "",
+    ]
+
+
+def inference_table(name: str, run: dict[str, Any]) -> list[str]:
+    """A per-form speed record (bench/inference.py): every form side by side, with its ratio to torch fp32."""
+    forms = run["forms"]
+    fp32 = (forms.get("torch") or forms.get("fp32"))["batch_sentences_per_s"]
+    rows = [
+        {"form": form, **cells(r), "vs torch fp32": f"{r['batch_sentences_per_s'] / fp32:.2f}×"}
+        for form, r in forms.items()
+        if "batch_sentences_per_s" in r
+    ]
+    skipped = [f"{form} ({r['skipped']})" for form, r in forms.items() if "skipped" in r]
+    command = run.get("command", f"python bench/inference.py --dataset {run['dataset']}")
+    lines = [f"**{name}** (`{command}`; {machine_line(run.get('machine'))}; batch {run['batch_size']}):", "", *table(rows)]
+    return lines + (["", "Not measured: " + "; ".join(skipped) + "."] if skipped else []) + [""]
+
+
+def levels_table(name: str, run: dict[str, Any], command: str, summary: str) -> list[str]:
+    return [f"**{name}** (`{command}`; {summary}):", "", *table([cells(r) for r in run["levels"]]), ""]
+
+
+def serve_load_table(name: str, run: dict[str, Any]) -> list[str]:
+    offline = run["offline_sentences_per_s"]
+    levels = [{**r, "of offline batched": f"{r['sentences_per_s'] / offline:.0%}"} for r in run["levels"]]
+    extra = f", one sentence p50 {run['offline_single_p50_ms']:.2f} ms" if "offline_single_p50_ms" in run else ""
+    summary = (
+        f"{machine_line(run.get('machine'))}; load: {run.get('load_generator', 'Python httpx clients')}; "
+        f"offline batched {offline:.0f} sentences/s{extra}"
+    )
+    return levels_table(
+        name, {"levels": levels}, f"python bench/serve_load.py --dataset {run['dataset']} --form {run['form']}", summary
+    )
+
+
+def long_text_table(name: str, run: dict[str, Any]) -> list[str]:
+    rows = [
+        {
+            "mode": mode,
+            "accuracy [95% CI]": f"{r['accuracy']:.4f} {interval(r['accuracy_ci95'])}",
+            "windows": r["windows"],
+            "seconds": f"{r['seconds']:.1f}",
+            "reviews/s": f"{r['reviews_per_s']:.1f}",
+            **({"peak MB": f"{r['peak_mb']:.0f}"} if "peak_mb" in r else {}),
+        }  # fmt: skip
+        for mode, r in run["modes"].items()
+    ]
+    command = f"python bench/long_text.py --dataset {run['dataset']} --form {run['form']} --reviews {run['reviews']}"
+    return [
+        f"**{name}** (`{command}`; {machine_line(run.get('machine'))}; max_length {run['max_length']}, "
+        f"window overlap {run['window_overlap']}):",
+        "",
+        *table(rows),
+        "",
+    ]
+
+
+def ig_baselines_table(name: str, run: dict[str, Any]) -> list[str]:
+    rows = [
+        {
+            "family": family,
+            **{b: f"{row[b]['relative_gap']:.2%} ({row[b]['output_change']:.3f})" for b in ("pad", "mask", "zero")},
+        }
+        for family, row in run["families"].items()
+    ]
+    return [
+        f"**{name}** (`python bench/ig_baselines.py --steps {run['steps']}`): mean completeness gap relative to "
+        "|f(x) - f(baseline)| (and that change itself), per family and baseline:",
+        "",
+        *table(rows),
+        "",
+    ]
+
+
+TABLES = {
+    "repro": repro_table,
+    "pytest": pytest_table,
+    "label_audit": label_audit_table,
+    "inference": inference_table,
+    "serve_load": serve_load_table,
+    "long_text": long_text_table,
+    "predict_reviews": lambda name, run: levels_table(name, run, run["command"], machine_line(run["machine"])),
+    "ig_baselines": ig_baselines_table,
+}
+
+
+def timing_tables(root: Path = Path(".")) -> str:
+    """Every committed record, grouped by kind, in name order."""
+    lines = [START, ""]
+    for kind, render in TABLES.items():
+        if kind == "label_audit":  # after the seed studies, as before
+            for path in sorted((root / RECORDS).glob("seed_study_*.jsonl")):
+                rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                lines += seed_study_table(path.stem, rows)
+        for path in sorted((root / RECORDS).glob(f"{kind}_*.json")):
+            lines += render(path.stem, json.loads(path.read_text()))
+    return "\n".join([*lines, END])

@@ -1,0 +1,260 @@
+"""docs/results.md: every dataset's detailed tables, from its metrics files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sentiment.paths import metrics_file
+from sentiment.report.markdown import datasets, delta, fmt, interval, load, p_value, reference, table, with_ci
+
+
+def models_table(evaluate: dict[str, Any]) -> list[str]:
+    rows = []
+    for model, r in evaluate["models"].items():
+        for split in ("dev", "test"):
+            f = r[split]
+            rows.append(
+                {
+                    "model": model,
+                    "split": split,
+                    "accuracy [95% CI]": with_ci(f, "accuracy") if split == "test" else fmt(f["accuracy"]),
+                    "F1-macro [95% CI]": with_ci(f, "f1_macro") if split == "test" else fmt(f["f1_macro"]),
+                    "ECE": fmt(f["calibration"]["ece"]),
+                    "ECE after temperature scaling": f"{fmt(f['calibration_scaled']['ece'])} (T={r['temperature']:.2f})",
+                }
+            )
+    return table(rows)
+
+
+def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
+    metrics = (root / metrics_file(key, "evaluate")).parent
+    evaluate = load(metrics / "evaluate.json")
+    lines = [f"### {key}: {entry['description']}" if entry.get("description") else f"### {key}", ""]
+    if evaluate is None:
+        return [*lines, "_not run yet_", ""]
+    lines += [*models_table(evaluate), ""]
+    for name, test in evaluate.get("mcnemar_test", {}).items():
+        lines.append(
+            f"McNemar exact test on test, {name.replace('_vs_', ' vs ')}: {test['a_right_b_wrong']} vs "
+            f"{test['a_wrong_b_right']} discordant rows, p {p_value(test['p_value'])}."
+        )
+    if evaluate.get("skipped"):
+        lines += ["", "Not fitted: " + "; ".join(f"{name} ({why})" for name, why in evaluate["skipped"].items()) + "."]
+    quoted = reference(root, key)
+    lines += slices_section(metrics, quoted.get("slices")) + attention_section(metrics)
+    lines += ablation_section(metrics, quoted.get("ablations")) + export_section(metrics)
+    lines += external_section(metrics) + behavior_section(metrics) + label_audit_section(metrics)
+    if published := quoted.get("published"):
+        lines += [
+            "",
+            "Published by the reference efforts (not rerun here): "
+            + "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in published.items())
+            + ".",
+        ]
+    lines.append("")
+    return lines
+
+
+def label_audit_section(metrics: Path) -> list[str]:
+    """The training-label audit: rows flagged per given class, the estimated joint, the injected-noise check."""
+    audit = load(metrics / "label_issues.json")
+    if not audit:
+        return []
+    names = list(audit["per_class"])
+    rows = [
+        {
+            "given label": name,
+            "rows": r["rows"],
+            "flagged": r["flagged"],
+            "rate": f"{r['flagged_rate']:.4f}",
+            **{f"P(given, true={t})": f"{audit['joint_given_true'][name][t]:.4f}" for t in names},
+        }
+        for name, r in audit["per_class"].items()
+    ]
+    lines = [
+        "",
+        f"Training-label audit (cleanlab `{audit['filter_by']}` on {audit['folds']}-fold out-of-fold {audit['model']} "
+        f"probabilities, {audit['rows_audited']} train rows, out-of-fold accuracy {audit['out_of_fold_accuracy']:.4f}); "
+        "estimated joint P(given, true) beside the rows flagged:",
+        "",
+        *table(rows),
+    ]
+    if inj := audit.get("injected"):
+        lines += [
+            "",
+            f"On {inj['flipped']} labels flipped on purpose ({inj['fraction']:.0%}, seed {inj['seed']}): "
+            f"{inj['flagged']} flagged, {inj['found']} of them flipped: precision {inj['precision']:.4f}, "
+            f"recall {inj['recall']:.4f}; precision {inj['precision_beyond_natural_issues']:.4f} when rows "
+            "the audit of the given labels flags too are not counted.",
+        ]
+    return lines
+
+
+def slices_section(metrics: Path, quoted: str | None) -> list[str]:
+    slices = load(metrics / "slices.json")
+    if not slices:
+        return []
+    models = list(slices)
+
+    def cell(r: dict[str, Any]) -> str:
+        if r["accuracy"] is None:
+            return "—"
+        low, high = r["accuracy_ci95"]
+        return f"{r['accuracy']:.4f} [{fmt(low)}, {fmt(high)}] ({r['accuracy_delta']:+.4f})"
+
+    rows = [
+        {"slice": name, "n": row["n"], **{model: cell(slices[model][name]) for model in models}}
+        for name, row in slices[models[0]].items()
+    ]
+    lines = ["", "Test slices (accuracy, 95% CI, difference from all of test):", "", *table(rows)]
+    return lines + (["", quoted] if quoted else [])
+
+
+def faithfulness_verdict(name: str, r: dict[str, Any]) -> str:
+    if name == "random":
+        return "control"
+    beats = [m for m in ("comprehensiveness", "sufficiency") if r[f"beats_random_{m}"]]
+    return "both" if len(beats) == 2 else f"{beats[0]} only" if beats else "no"
+
+
+def attention_section(metrics: Path) -> list[str]:
+    report = load(metrics / "attention.json")
+    if not report:
+        return []
+    rows = [
+        {
+            "method": name,
+            "comprehensiveness": f"{r['comprehensiveness']:.4f}",
+            "sufficiency": f"{r['sufficiency']:.4f}",
+            "beats random?": faithfulness_verdict(name, r),
+        }
+        for name, r in report["methods"].items()
+    ]
+    lines = [
+        "",
+        f"Attribution faithfulness on {report['n_examples']} test examples (ERASER, averaged over top "
+        f"{', '.join(f'{f:.0%}' for f in report['fractions'])} of tokens; comprehensiveness higher is better, "
+        "sufficiency lower is better):",
+        "",
+        *table(rows),
+    ]
+    ig = report.get("integrated_gradients")
+    if ig and ig.get("relative_delta_mean") is not None:
+        lines += [
+            "",
+            f"Integrated gradients: {ig['baseline']} baseline, {ig['steps_mean']:.0f} steps on average; completeness gap "
+            f"|sum of attributions - (f(x) - f(baseline))| {ig['relative_delta_mean']:.2%} of |f(x) - f(baseline)| on average, "
+            f"{ig['relative_delta_max']:.2%} at most; {ig['unconverged']} examples short of attention.ig_tolerance.",
+        ]
+    return lines
+
+
+def ablation_section(metrics: Path, quoted: str | None) -> list[str]:
+    report = load(metrics / "ablations.json")
+    if not report:
+        return []
+    rows = [
+        {
+            "config": name,
+            "seeds": r["seeds"],
+            "dev F1-macro": f"{r['dev_f1_macro']:.4f} ± {r['dev_f1_macro_std']:.4f}" if "dev_f1_macro" in r else "—",
+            "dev accuracy": f"{r['dev_accuracy']:.4f} ± {r['dev_accuracy_std']:.4f}",
+            "test accuracy": f"{r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f}",
+            "test delta vs final": delta(r["test_accuracy_delta_vs_final"]),
+        }
+        for name, r in report["configs"].items()
+    ]
+    lines = ["", f"Ablations ({report['note']}); mean ± std over seeds:", "", *table(rows)]
+    return lines + ["", f"Best on dev: {report['best_on_dev']}." + (f" {quoted}" if quoted else "")]
+
+
+def export_section(metrics: Path) -> list[str]:
+    report = load(metrics / "export.json")
+    if not report:
+        return []
+    rows = [
+        {
+            "form": form,
+            "accuracy": f"{r['accuracy']:.4f}",
+            "delta vs torch": f"{r['accuracy_delta_vs_torch']:+.4f}",
+            "F1-macro": f"{r['f1_macro']:.4f}",
+            "F1 delta vs torch": f"{r['f1_macro_delta_vs_torch']:+.4f}",
+            "labels as torch": f"{r['agreement_with_torch']:.4f}",
+            "passes the gate": {True: "yes", False: "no", None: "—"}[r.get("passes_gate")],
+            "size MB": f"{r['size_mb']:.1f}",
+        }
+        for form, r in report["forms"].items()
+    ]
+    return [
+        "",
+        f"Exported forms of the fine-tuned model on test (n={report['n_test']}; gate: {report['goal']}; "
+        "speed: `python bench/inference.py`):",
+        "",
+        *table(rows),
+    ]
+
+
+def external_rows(key: str, report: dict[str, Any], full: bool) -> list[dict[str, Any]]:
+    """One row per external set and model: accuracy with its interval beside the in-domain test figure."""
+    rows = []
+    for name, entry in report["sets"].items():
+        for model, f in entry["models"].items():
+            within = f.get("accuracy_within_set_labels")
+            row = {
+                "dataset": key,
+                "external set": f"{name} (n={entry['n']})",
+                "model": model,
+                "in-domain test accuracy": f"{f['in_domain_accuracy']:.4f}",
+                "accuracy [95% CI]": f"{f['accuracy']:.4f} {interval(f['accuracy_ci95'])}",
+                "accuracy within its labels": "—" if within is None else f"{within:.4f}",
+            }
+            if full:
+                row["F1-macro [95% CI]"] = f"{f['f1_macro']:.4f} {interval(f['f1_macro_ci95'])}"
+                row["ECE → scaled"] = f"{f['ece']:.4f} → {f['ece_scaled']:.4f}"
+            rows.append(row)
+    return rows
+
+
+def external_section(metrics: Path) -> list[str]:
+    report = load(metrics / "external.json")
+    if not report:
+        return []
+    return [
+        "",
+        f"External sets (form {report['form']}, long texts: {report['long_text']}; `finetune_truncate` reads only the "
+        "first max_length tokens; ECE before → after the in-domain temperature):",
+        "",
+        *table(external_rows(metrics.name, report, full=True)),
+    ]
+
+
+def behavior_section(metrics: Path) -> list[str]:
+    report = load(metrics / "behavior.json")
+    if not report:
+        return []
+    rows = [
+        {
+            "test": name,
+            "capability": t["capability"],
+            "kind": t["kind"],
+            "n": t["n"],
+            **{
+                model: f"{r['tests'][name]['failure_rate']:.3f} {interval(r['tests'][name]['ci95'])}"
+                for model, r in report["models"].items()
+            },
+        }
+        for name, t in report["models"]["finetune"]["tests"].items()
+    ]
+    lines = ["", "Behavioural tests (failure rate [95% Wilson interval]; templates in `data/behavior/templates.yaml`):", ""]
+    lines += table(rows) if rows else ["_every test skipped_"]
+    if report.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f"{name} ({why})" for name, why in report["skipped"].items()) + "."]
+    return lines
+
+
+def results_page(root: Path = Path(".")) -> str:
+    lines = ["# Results", "", "_Generated by `python -m sentiment.report` from `metrics/`; do not edit by hand._", ""]
+    for key, entry in datasets(root).items():
+        lines += dataset_section(key, entry, root)
+    return "\n".join(lines).rstrip("\n") + "\n"

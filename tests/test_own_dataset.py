@@ -1,0 +1,75 @@
+"""A dataset of the user's own, added as the README's "Bring your own data" says: a local CSV whose two
+string labels are topics, not sentiment polarity. Every stage runs for it, nothing else reruns, the
+polarity-only baseline and behavioural tests are skipped with their reason, and the README block,
+docs/results.md, its model card and `dvc plots show` all include it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, needs_mirror
+from dvc_tiny import PER_DATASET, SOURCES, ran, sh
+
+pytestmark = [needs_mirror, pytest.mark.slow, pytest.mark.xdist_group("dvc")]
+
+FILM = re.compile(r"\b(film|films|movie|movies|director|actors?|cinema|screen|story|characters?)\b")
+DESCRIPTION = "SST-2 sentences labelled by whether they talk about the film itself"
+
+
+def topics_csv(path) -> None:
+    """300 SST-2 sentences labelled `film` or `other` by whether they name the film or its parts."""
+    rows = pd.read_parquet(SOURCES["sst2"]).sample(300, random_state=1)
+    topic = ["film" if FILM.search(text) else "other" for text in rows["sentence"]]
+    pd.DataFrame({"text": rows["sentence"], "topic": topic}).to_csv(path, index=False)
+
+
+def test_a_dataset_of_ones_own_runs_every_stage_and_is_reported(tiny_repo):
+    repo = tiny_repo
+    topics_csv(repo / "data" / "sources" / "topics.csv")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["datasets"]["topics"] = {  # the README's entry, with its own names
+        "source": "data/sources/topics.csv",
+        "description": DESCRIPTION,
+        "text_column": "text",
+        "label_column": "topic",
+        "labels": ["other", "film"],
+        "split": "pooled",
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, sys.executable, "-m", "sentiment.dvc_blocks")  # its charts and artifacts in dvc.yaml
+    output = sh(repo, "dvc", "repro")
+    expected = {f"{stage}@topics" for stage in PER_DATASET if stage != "external"}  # no external sets named for it
+    assert ran(output) == expected
+
+    baseline = yaml.safe_load((repo / "metrics" / "topics" / "baseline.json").read_text())
+    reason = "labels not declared polarity-ordered (datasets.topics.polarity)"
+    assert baseline["skipped"] == {"vader": reason} and "vader" not in baseline
+    behavior = yaml.safe_load((repo / "metrics" / "topics" / "behavior.json").read_text())
+    assert behavior["skipped"]["positive words"] == reason
+    assert behavior["models"]["finetune"]["tests"], "the label-free invariance tests still run"
+
+    card = (repo / "reports" / "topics" / "MODEL_CARD.md").read_text()
+    assert "# Model card: topics text classifier" in card and DESCRIPTION in card
+    assert f"- vader: {reason}." in card and "tweets" not in card and "sentiment classifier" not in card
+    from huggingface_hub import ModelCard
+
+    hub = ModelCard.load(repo / "reports" / "topics" / "MODEL_CARD.md")
+    assert hub.data.pipeline_tag == "text-classification" and "sentiment-analysis" not in hub.data.tags
+
+    for name in ("README.md", "docs"):
+        (shutil.copytree if name == "docs" else shutil.copy)(REPO / name, repo / name)
+    sh(repo, sys.executable, "-m", "sentiment.report")
+    readme, results = (repo / "README.md").read_text(), (repo / "docs" / "results.md").read_text()
+    assert re.search(r"\| topics +\| finetune +\|", readme) and f"**topics**, {DESCRIPTION}: " in readme
+    assert f"### topics: {DESCRIPTION}" in results and "vader" not in results.split("### topics")[1]
+
+    sh(repo, "dvc", "plots", "show", "-o", "dvc_plots")
+    page = (repo / "dvc_plots" / "index.html").read_text()
+    assert "topics: confusion matrix, finetune on test" in page
+    assert any("topics" in image and "confusion" in image for image in re.findall(r'<img src="([^"]+)"', page))
