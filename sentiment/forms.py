@@ -16,8 +16,9 @@ Form = Literal["auto", "onnx_int8", "onnx_optimized_int8", "onnx", "torch"]
 
 GATE = 0.005  # an exported form may lose at most half a point of test accuracy and of F1-macro against torch fp32
 
-# the served forms, fastest first on the CPUs measured (docs/results/inference_*.json: an Intel Xeon with AMX,
-# an AMD EPYC with AVX512-VNNI); on a GPU the torch model is the fast one
+# the served forms, fastest first on a CPU: the ONNX int8 forms lead on the CPUs measured
+# (docs/results/inference_*.json; the plain and the optimized graph trade places within run-to-run noise);
+# on a GPU the torch model is the fast one
 CPU_ORDER = ("onnx_int8", "onnx_optimized_int8", "onnx", "torch")
 
 
