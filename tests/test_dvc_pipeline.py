@@ -135,8 +135,9 @@ def test_forced_reruns_give_byte_identical_committed_files(tiny_repo):
 
 def test_an_evaluate_param_reruns_evaluate_and_what_reads_it(tiny_repo):
     set_param(tiny_repo, "evaluate", "ece_bins", 10)
-    # evaluate, and what reads its outputs: slices, behavior and external (evaluate.json) and the model cards (all metrics)
-    rerun = {f"{s}@{k}" for s in ("evaluate", "slices", "behavior", "external", "card") for k in KEYS}
+    # evaluate, and what reads its outputs: slices, export (the temperature of its transformers folder), behavior
+    # and external (evaluate.json) and the model cards (all metrics)
+    rerun = {f"{s}@{k}" for s in ("evaluate", "slices", "export", "behavior", "external", "card") for k in KEYS}
     assert would_run(tiny_repo) == {f"evaluate@{k}" for k in KEYS}
     assert downstream(tiny_repo, {f"evaluate@{k}" for k in KEYS}) == rerun
     assert ran(sh(tiny_repo, "dvc", "repro")) == rerun
