@@ -34,7 +34,8 @@ def cells(row: dict[str, Any]) -> dict[str, str]:
 
 def repro_table(name: str, run: dict[str, Any]) -> list[str]:
     rows = [{"stage": stage, "seconds": f"{s:.0f}"} for stage, s in run["repro"]["stages"].items()]
-    rows.append({"stage": "**`dvc repro` wall time**", "seconds": f"**{run['repro']['wall_seconds']:.0f}**"})
+    command = " ".join(["dvc repro", *run["repro"].get("targets", [])])
+    rows.append({"stage": f"**`{command}` wall time**", "seconds": f"**{run['repro']['wall_seconds']:.0f}**"})
     return [f"**{name}** ({machine_line(run.get('machine'))}; {run.get('note', '')}):", "", *table(rows), ""]
 
 
