@@ -1,8 +1,12 @@
 """Load `sentiment serve` on 127.0.0.1 with wrk (a C load generator, one thread, so it leaves the cores to
 the server): 1 and 32 connections each sending one test sentence per request for a fixed time; prints
 p50/p90/p99 latency and sentences/s beside the offline rates of the same form measured in the same run
-(batched, and one sentence at a time). Before the load, a Python client checks that the server's answers
-equal the offline ones. Prints, asserts nothing.
+(batched, and one sentence at a time). Offline, it also times rounds of 32 texts (one per connection) in
+random order run as one padded call against the same rounds sorted by length and cut into `serve.batch_size` calls
+(what the server does), and counts the test texts whose label changes between alone and in sorted batches
+(int8 activations are quantized per batch tensor, so a label near the boundary can depend on its batch).
+Before the load, a Python client checks that the server's answers equal the offline ones, text by text.
+Prints, asserts nothing.
 
     python bench/serve_load.py --dataset sst2 [--form auto] [--seconds 15] [--save NAME]
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -55,6 +60,30 @@ def offline_rates(predictor: Predictor, texts: list[str]) -> tuple[float, float]
     return best, 1000 * float(np.median(single))
 
 
+def round_rates(predictor: Predictor, texts: list[str], round_size: int, batch_size: int) -> dict[str, float]:
+    """Sentences/s over rounds of `round_size` texts in seeded random order: each round as one padded call,
+    and each round length-sorted in calls of `batch_size` texts."""
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    rounds = [[texts[i] for i in order[start : start + round_size]] for start in range(0, len(order), round_size)]
+    rates = {}
+    for name, size in (("one_call_per_round", round_size), ("sorted_calls_per_round", batch_size)):
+        predictor.batch_size = size
+        start = time.perf_counter()
+        for chunk in rounds:
+            predictor.probabilities(chunk)
+        rates[name] = len(texts) / (time.perf_counter() - start)
+    return rates
+
+
+def batch_dependent_labels(predictor: Predictor, texts: list[str], batch_size: int) -> float:
+    """Share of texts whose label differs between scored alone and in length-sorted batches of `batch_size`."""
+    predictor.batch_size = batch_size
+    batched = predictor.probabilities(texts).argmax(1)
+    alone = np.array([predictor.probabilities([t]).argmax() for t in texts])
+    return float((batched != alone).mean())
+
+
 def lua_script(texts: list[str], path: Path) -> None:
     """A wrk script that POSTs one text per request, cycling through `texts`."""
     bodies = ",\n".join("[==[" + json.dumps({"texts": [t]}) + "]==]" for t in texts)
@@ -82,8 +111,9 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, flo
 
 
 def check_answers(url: str, predictor: Predictor, texts: list[str]) -> int:
-    """Requests whose labels differ from the offline Predictor's (one text each, a Python client)."""
-    expected = [a["label"] for a in predictor.answers(texts)]
+    """Requests whose labels differ from the offline Predictor's on the text alone (one text each, a Python
+    client sending one request at a time, so the server too runs each text alone)."""
+    expected = [predictor.answers([t])[0]["label"] for t in texts]
     with httpx.Client(base_url=url, timeout=60) as client:
         got = [client.post("/v1/predict", json={"texts": [t]}).json()["predictions"][0]["label"] for t in texts]
     return sum(g != e for g, e in zip(got, expected, strict=True))
@@ -101,8 +131,10 @@ def main() -> None:
         raise SystemExit("error: wrk not found (Debian: apt-get install wrk)")
     cfg = section(ServeConfig, load_params(), "serve")
     texts = read_clean(args.dataset, "test")["text"].tolist()
-    predictor = Predictor(args.dataset, args.form, cfg.max_batch)
+    predictor = Predictor(args.dataset, args.form, 64)
     offline, single_ms = offline_rates(predictor, texts)
+    rounds = round_rates(predictor, texts, min(32, cfg.max_batch), cfg.batch_size)
+    dependent = batch_dependent_labels(predictor, texts, 64)
     port = free_port()
     cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", args.dataset, "--form", predictor.form]
     server = subprocess.Popen([*cmd, "--port", str(port)], env={**os.environ, "PYTHONWARNINGS": "ignore"})
@@ -129,8 +161,12 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=60)
     m = machine()
-    print(f"{describe(m)}; {args.dataset}, form {args.form} -> {cmd[-1]}; server max_batch {cfg.max_batch}")
+    print(f"{describe(m)}; {args.dataset}, form {args.form} -> {cmd[-1]}")
+    print(f"server max_batch {cfg.max_batch}, batch_size {cfg.batch_size}")
     print(f"offline: batched {offline:.0f} sentences/s, one sentence p50 {single_ms:.2f} ms; answers differing: {mismatches}/100")
+    print(f"offline rounds of 32 random texts: one call {rounds['one_call_per_round']:.0f}/s, "
+          f"sorted calls of {cfg.batch_size} {rounds['sorted_calls_per_round']:.0f}/s")  # fmt: skip
+    print(f"labels that change between a text alone and in sorted batches of 64: {dependent:.2%}")
     print("| connections | p50 ms | p90 ms | p99 ms | sentences/s | of offline batched | non-2xx |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
@@ -139,6 +175,7 @@ def main() -> None:
     if args.save:
         record = {"machine": m, "dataset": args.dataset, "form": args.form, "served_form": cmd[-1], "serve": cfg.model_dump(),
                   "offline_sentences_per_s": offline, "offline_single_p50_ms": single_ms, "answers_differing": mismatches,
+                  "offline_rounds_of_32": rounds, "labels_batch_dependent": dependent,
                   "load_generator": "wrk -t1", "levels": rows}  # fmt: skip
         save("serve_load", args.save, record)
 

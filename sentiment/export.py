@@ -96,6 +96,16 @@ def quantize_onnx(source: Path, target: Path) -> None:
     )
 
 
+def save_onnx_config(model: SentimentClassifier, labels: list[str], out: Path) -> None:
+    """config.json beside the ONNX files: the encoder's own config with the label names, which is what
+    Optimum's `ORTModelForSequenceClassification.from_pretrained(out, file_name=...)` reads (the graph
+    takes input_ids and attention_mask and returns logits, as that class expects)."""
+    config = copy.deepcopy(model.encoder.config)
+    config.id2label, config.label2id = dict(enumerate(labels)), {name: i for i, name in enumerate(labels)}
+    config.architectures = None  # the graph is not the encoder's own AutoModel class
+    config.save_pretrained(out)
+
+
 def torch_backend(model: nn.Module, bf16: bool = False) -> Backend:
     on = next(model.parameters(), torch.empty(0)).device
 

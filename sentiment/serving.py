@@ -34,7 +34,8 @@ from sentiment.predictor import Predictor
 class ServeConfig(Section):
     """params.yaml `serve`."""
 
-    max_batch: PositiveInt = 64  # texts per model call
+    max_batch: PositiveInt = 64  # texts gathered per model round (what arrived while the model was busy)
+    batch_size: PositiveInt = 8  # texts per model call: a round's texts sorted by length, so little padding
     max_queue: PositiveInt = 1024  # texts waiting for the model; past it a request gets 503 and Retry-After
     max_texts: PositiveInt = 256  # per request
     max_chars: PositiveInt = 20_000  # per text
@@ -274,7 +275,7 @@ def serve(key: str, form: Form, host: str, port: int) -> None:
     import uvicorn
 
     cfg = section(ServeConfig, load_params(), "serve")
-    predictor = Predictor(key, form, cfg.max_batch, spin=False)  # idle ORT threads sleep: the event loop needs the core
+    predictor = Predictor(key, form, cfg.batch_size, spin=False)  # idle ORT threads sleep: the event loop needs the core
     print(f"serving {key} with form {predictor.form} ({predictor.form_reason}) on http://{host}:{port}", file=sys.stderr)
     token = os.environ.get(cfg.token_env) or None
     app = create_app(predictor, cfg, model_info(key, predictor), token)

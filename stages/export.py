@@ -1,5 +1,6 @@
 """export: torch int8, ONNX, ONNX int8 and optimized ONNX int8 forms of the fine-tuned model, each scored on
-test like the torch fp32 model, and a transformers folder (`pipeline("text-classification", ...)`) with the
+test like the torch fp32 model, a config.json beside them (Optimum's ORTModelForSequenceClassification loads
+the folder), and a transformers folder (`pipeline("text-classification", ...)`) with the
 temperature evaluate fitted on dev.
 
 python -m stages.export <dataset key>
@@ -14,6 +15,7 @@ from sentiment.export import (
     ExportConfig,
     build_forms,
     quantize_int8,
+    save_onnx_config,
     score_forms,
     serialized_mb,
     sorted_batches,
@@ -42,6 +44,7 @@ def main(run: Run) -> None:
         }
         forms = score_forms(backends, batches, labels, sizes)
         tokenizer.save_pretrained(out / "tokenizer")
+        save_onnx_config(model, names, out)
         temperature = read_json(metrics_file(key, "evaluate"), f"evaluate@{key}")["models"]["finetune"]["temperature"]
         save_for_transformers(model, tokenizer, names, temperature, out / "transformers")
         write_csv(pd.DataFrame([{"form": f, **v} for f, v in forms.items()]), out / "scores.csv")

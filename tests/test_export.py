@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from transformers import AutoConfig
 
 from conftest import tiny_params, toy_sentiment, write_clean
 from sentiment.export import (
@@ -76,6 +77,10 @@ def test_export_stage_scores_every_form(trained, monkeypatch):
     assert (trained / "data" / "toy" / "export" / "model_int8.onnx").exists()
     hub = json.loads((trained / "data" / "toy" / "export" / "transformers" / "config.json").read_text())
     assert hub["logit_temperature"] == 1.5 and hub["id2label"] == {"0": "negative", "1": "positive"}
+    # what Optimum's ORTModelForSequenceClassification reads beside the ONNX files: a standard config, labels named
+    onnx_config = AutoConfig.from_pretrained(trained / "data" / "toy" / "export")
+    assert onnx_config.model_type == hub["encoder"]["model_type"] and onnx_config.id2label == {0: "negative", 1: "positive"}
+    assert str(trained) not in (trained / "data" / "toy" / "export" / "config.json").read_text()
 
 
 def test_export_refuses_a_bad_batch_size(trained, monkeypatch, capsys):

@@ -37,8 +37,8 @@ def served(saved_model):
 
 
 def app_for(key="toy", token=None, **limits):
-    predictor = Predictor(key, "torch")
     cfg = ServeConfig(**limits)
+    predictor = Predictor(key, "torch", cfg.batch_size)
     return create_app(predictor, cfg, model_info(key, predictor), token)
 
 
@@ -75,6 +75,20 @@ def test_concurrent_requests_come_back_complete_and_in_order(served):
     for i, response in enumerate(responses):
         labels = [p["label"] for p in response.json()["predictions"]]
         assert labels == [alone[i % 5]["label"], alone[(i + 2) % 5]["label"]]
+
+
+def test_a_round_runs_in_length_sorted_calls_of_serve_batch_size(served):
+    """The server's predictor cuts a round's texts into serve.batch_size calls by length, so a long text
+    does not pad the short ones; the answers are those of one call."""
+    cfg = ServeConfig(batch_size=2)
+    predictor = Predictor("toy", "torch", cfg.batch_size)
+    run, shapes = predictor.run, []
+    predictor.run = lambda ids, mask: shapes.append(ids.shape) or run(ids, mask)
+    got = predictor.answers(TEXTS)
+    assert [rows for rows, _ in shapes] == [2, 2, 1]
+    assert [length for _, length in shapes] == sorted(length for _, length in shapes)
+    whole = Predictor("toy", "torch", len(TEXTS)).answers(TEXTS)
+    assert [a["label"] for a in got] == [a["label"] for a in whole]
 
 
 def test_the_batcher_runs_a_lone_request_at_once_and_gathers_those_that_wait():

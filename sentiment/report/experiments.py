@@ -126,6 +126,13 @@ def serve_load_table(name: str, run: dict[str, Any]) -> list[str]:
     offline = run["offline_sentences_per_s"]
     levels = [{**r, "of offline batched": f"{r['sentences_per_s'] / offline:.0%}"} for r in run["levels"]]
     extra = f", one sentence p50 {run['offline_single_p50_ms']:.2f} ms" if "offline_single_p50_ms" in run else ""
+    if "offline_rounds_of_32" in run:
+        rounds, size = run["offline_rounds_of_32"], run["serve"]["batch_size"]
+        extra += (
+            f"; rounds of 32 random texts offline: one call {rounds['one_call_per_round']:.0f}/s, length-sorted calls of "
+            f"{size} {rounds['sorted_calls_per_round']:.0f}/s; labels that change alone vs in batches: "
+            f"{run['labels_batch_dependent']:.1%}; server answers differing from offline alone: {run['answers_differing']}/100"
+        )
     summary = (
         f"{machine_line(run.get('machine'))}; load: {run.get('load_generator', 'Python httpx clients')}; "
         f"offline batched {offline:.0f} sentences/s{extra}"
@@ -183,6 +190,9 @@ TABLES = {
     "long_text": long_text_table,
     "predict_reviews": lambda name, run: levels_table(name, run, run["command"], machine_line(run["machine"])),
     "ig_baselines": ig_baselines_table,
+    "optimum_load": lambda name, run: levels_table(
+        name, run, run["command"], f"{machine_line(run['machine'])}; " + ", ".join(f"{p} {v}" for p, v in run["versions"].items())
+    ),
 }
 
 
