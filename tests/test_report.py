@@ -68,3 +68,27 @@ def test_readme_families_table_is_what_the_code_does():
 def test_offline_plots_template_inlines_vega(tmp_path):
     html = build(tmp_path / "t.html").read_text()
     assert html.count("{plot_divs}") == 1 and "cdn.jsdelivr" not in html and "vegaEmbed" in html
+
+
+def test_speed_goals_are_judged_from_the_records(tmp_path):
+    from sentiment.report.experiments import speed_goals
+
+    results = tmp_path / "docs" / "results"
+    results.mkdir(parents=True)
+    avx2 = {"cpu": "some CPU", "cores": 2, "cpu_flags": ["avx2"]}
+    serve = {"load_generator": "wrk -t1", "offline_sentences_per_s": 100.0, "offline_single_p50_ms": 3.0, "levels": [
+        {"connections": 1, "p50_ms": 4.0}, {"connections": 32, "sentences_per_s": 95.0, "p99_ms": 200.0}]}  # fmt: skip
+    (results / "serve_load_x.json").write_text(json.dumps({"machine": avx2, **serve}))
+    forms = {"torch": {"batch_sentences_per_s": 100.0}, "onnx_int8": {"batch_sentences_per_s": 160.0, "passes_gate": True}}
+    (results / "inference_x.json").write_text(json.dumps({"machine": avx2, "forms": forms}))
+    for part, seconds in (("part1-a", 1200.0), ("part2-b", 1800.0)):
+        record = {"machine": avx2, "note": "from an empty DVC cache", "repro": {"wall_seconds": seconds, "stages": {}}}
+        (results / f"repro_run-{part}.json").write_text(json.dumps(record))
+    met = {row.split("|")[2].strip(): row.split("|")[-2].strip() for row in speed_goals(tmp_path)[4:-1]}
+    assert met == {
+        "default form (onnx_int8) vs torch fp32, batched": "yes",  # 1.6x against 1.5x without VNNI
+        "serve at 32 connections vs offline batched": "yes",
+        "serve at 32 connections: p99": "no",
+        "serve, lone client: p50 above offline batch 1": "yes",
+        "dvc repro from an empty cache, 2 parts": "no",  # 50 minutes in all against 45
+    }

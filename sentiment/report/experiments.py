@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sentiment.forms import CPU_ORDER
 from sentiment.report.markdown import END, START, interval, table
 
 RECORDS = Path("docs") / "results"
@@ -196,9 +197,68 @@ TABLES = {
 }
 
 
+def vnni_or_amx(m: Any) -> bool:
+    return isinstance(m, dict) and any(f in m["cpu_flags"] for f in ("avx512_vnni", "amx_int8", "amx_bf16"))
+
+
+def speed_goals(root: Path) -> list[str]:
+    """The speed goals, each from the records that measure it: wrk-driven serve records only, and repro
+    records whose note says they started from an empty DVC cache (parts named `<run>-partN-…` summed)."""
+    rows = []
+    for path in sorted((root / RECORDS).glob("inference_*.json")):
+        run = json.loads(path.read_text())
+        forms = run["forms"]
+        default = next((f for f in CPU_ORDER if f in forms and forms[f].get("passes_gate")), None)
+        if default is None or "torch" not in forms:
+            continue
+        goal = 3.0 if vnni_or_amx(run["machine"]) else 1.5
+        ratio = forms[default]["batch_sentences_per_s"] / forms["torch"]["batch_sentences_per_s"]
+        rows.append(
+            goal_row(path.stem, f"default form ({default}) vs torch fp32, batched", f"{ratio:.2f}×", f"≥ {goal}×", ratio >= goal)
+        )
+    for path in sorted((root / RECORDS).glob("predict_reviews_*.json")):
+        levels = {r["form"]: r for r in json.loads(path.read_text())["levels"]}
+        if {"torch", "auto"} <= set(levels):
+            ratio = levels["torch"]["seconds"] / levels["auto"]["seconds"]
+            rows.append(goal_row(path.stem, "predict, 2,000 reviews: auto vs torch", f"{ratio:.2f}×", "≥ 3×", ratio >= 3))
+            peak = levels["auto"]["peak_mb"]
+            rows.append(
+                goal_row(path.stem, "predict, 2,000 reviews: peak memory (auto)", f"{peak:.0f} MB", "≤ 1024 MB", peak <= 1024)
+            )
+    for path in sorted((root / RECORDS).glob("serve_load_*.json")):
+        run = json.loads(path.read_text())
+        levels = {r.get("connections"): r for r in run["levels"]}
+        if run.get("load_generator", "").startswith("wrk") and {1, 32} <= set(levels):
+            share = levels[32]["sentences_per_s"] / run["offline_sentences_per_s"]
+            rows.append(goal_row(path.stem, "serve at 32 connections vs offline batched", f"{share:.0%}", "≥ 90%", share >= 0.9))
+            p99 = levels[32]["p99_ms"]
+            rows.append(goal_row(path.stem, "serve at 32 connections: p99", f"{p99:.0f} ms", "≤ 150 ms", p99 <= 150))
+            extra = levels[1]["p50_ms"] - run["offline_single_p50_ms"]
+            rows.append(
+                goal_row(path.stem, "serve, lone client: p50 above offline batch 1", f"{extra:+.1f} ms", "≤ 2 ms", extra <= 2)
+            )
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((root / RECORDS).glob("repro_*.json")):
+        runs.setdefault(path.stem.split("-part")[0], []).append(json.loads(path.read_text()))
+    for name, parts in runs.items():
+        if isinstance(parts[0].get("machine"), dict) and all("empty DVC cache" in r.get("note", "") for r in parts):
+            minutes = sum(r["repro"]["wall_seconds"] for r in parts) / 60
+            amx = "amx_bf16" in parts[0]["machine"]["cpu_flags"]
+            goal = 25 if amx else 45
+            what = "dvc repro from an empty cache" + (f", {len(parts)} parts" if len(parts) > 1 else "")
+            rows.append(goal_row(name, what, f"{minutes:.0f} min", f"≤ {goal} min", minutes <= goal))
+    if not rows:
+        return []
+    return ["**Speed goals**, each from the record named (its machine is in its table below):", "", *table(rows), ""]
+
+
+def goal_row(record: str, goal: str, measured: str, target: str, met: bool) -> dict[str, str]:
+    return {"record": record, "goal": goal, "measured": measured, "target": target, "met": "yes" if met else "no"}
+
+
 def timing_tables(root: Path = Path(".")) -> str:
-    """Every committed record, grouped by kind, in name order."""
-    lines = [START, ""]
+    """The speed goals, then every committed record, grouped by kind, in name order."""
+    lines = [START, "", *speed_goals(root)]
     for kind, render in TABLES.items():
         if kind == "label_audit":  # after the seed studies, as before
             for path in sorted((root / RECORDS).glob("seed_study_*.jsonl")):
