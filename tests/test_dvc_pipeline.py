@@ -62,7 +62,7 @@ def ssh_remote():
         yield server
 
 
-@pytest.fixture(params=["folder", "ssh"])
+@pytest.fixture(params=["folder", pytest.param("ssh", marks=pytest.mark.servers)])
 def remote(request, tmp_path) -> Callable[[Path, str], None]:
     """Adds a DVC remote as the default of a repo: a local folder, or a path on a real SSH server on loopback."""
     where = tmp_path / "remote"
@@ -177,6 +177,7 @@ def test_dvc_plots_show_gathers_every_image_figure(tiny_run, tmp_path):
     assert images == readable == len(present) >= 2 * 7
 
 
+@pytest.mark.servers
 def test_plots_render_offline_in_headless_chromium(tiny_repo):
     """Every chart and image dvc.yaml declares is drawn on the offline page in a real browser, and the
     screenshot is not blank (check_plots_offline exits 1 otherwise)."""

@@ -122,6 +122,7 @@ def run_env() -> dict[str, str]:
 
 
 @pytest.mark.slow  # worker processes on a real PostgreSQL server
+@pytest.mark.servers
 def test_two_workers_share_one_postgres_study_and_a_killed_worker_is_retried(toy_repo, postgres_url):
     import optuna
 
