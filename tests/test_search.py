@@ -143,7 +143,8 @@ def test_two_workers_share_one_postgres_study_and_a_killed_worker_is_retried(toy
     (toy_repo / "params.yaml").write_text(yaml.safe_dump({**params, "search": slow, "light": {**LIGHT, "epochs": 40}}))
     victim = subprocess.Popen(search_command(toy_repo, "--resume"), cwd=toy_repo, env=run_env(), stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not running_trials(postgres_url, "killed"):
+    space = set(trials[0].params)  # killed once every param is drawn: in training, not between two suggestions
+    while time.time() < deadline and not any(set(t.params) == space for t in running_trials(postgres_url, "killed")):
         time.sleep(0.2)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
