@@ -293,8 +293,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="the text column (CSV) or field (JSONL)")
     p.add_argument("--output", default="-", help="output file (.csv or .jsonl); '-' = stdout")
     p.add_argument("--output-format", choices=["csv", "jsonl"])
-    # 16: on 2 CPU cores ONNX int8 ran full-length review windows faster in batches of 16 than of 64, at a
-    # quarter less peak memory (bench/predict_reviews.py --batch-size compares)
+    # 16: on 2 CPU cores ONNX int8 ran full-length review windows faster in batches of 16 than of 64, at
+    # less peak memory (bench/predict_reviews.py --runs auto:64 auto:16 compares)
     p.add_argument("--batch-size", type=int, default=16, help="texts (or windows) per model call")
     p.add_argument(
         "--form",
