@@ -13,7 +13,7 @@ python -m pip install -q --upgrade pip
 # `torch` requirement would pull a multi-GB CUDA build. pyproject.toml keeps a range.
 python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[dev]"
-python -m sentiment.plots_template
+python -m sentiment.report.plots_template
 
 shared="$(cd .. && pwd)/shared"
 marker="# sentiment-pipeline: offline mirror"

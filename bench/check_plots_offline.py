@@ -84,7 +84,7 @@ def main() -> None:
     subprocess.run(["dvc", "plots", "show", "-o", args.out], check=True, capture_output=True)
     html = Path(args.out) / "index.html"
     if "cdn.jsdelivr" in html.read_text():
-        sys.exit(f"{html} loads vega from a CDN: run `python -m sentiment.plots_template` (setup.sh does)")
+        sys.exit(f"{html} loads vega from a CDN: run `python -m sentiment.report.plots_template` (setup.sh does)")
     plots, drawn, std = check(html, Path(args.screenshot))
     images, readable = image_figures(html)
     print(

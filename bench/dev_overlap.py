@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sentiment.data import read_clean
+from sentiment.data.datasets import read_clean
 
 
 def words_of(text: str) -> list[str]:

@@ -29,9 +29,9 @@ SENTENCES = ["the film was not good , but the acting was great", "a lovely wonde
 
 
 def measure(family: str, mirror: Path, steps: int) -> dict[str, dict[str, float]]:
-    from sentiment.attribution import AttentionConfig, integrated_gradients
-    from sentiment.model_config import ModelConfig
-    from sentiment.models import build_model, load_tokenizer
+    from sentiment.evaluation.attribution import AttentionConfig, integrated_gradients
+    from sentiment.models.classifier import build_model, load_tokenizer
+    from sentiment.models.config import ModelConfig
 
     hub_id = build_checkpoint(family, mirror)
     cfg = ModelConfig(name=hub_id, pooling="mean", dropout=0.0, scratch={"hidden_size": 8, "num_layers": 1, "num_heads": 1,

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 
 from record import describe, machine, save
-from sentiment.data import read_clean
-from sentiment.export import (
+from sentiment.data.datasets import read_clean
+from sentiment.metrics import f1_macro
+from sentiment.models.classifier import load_classifier
+from sentiment.serving.export import (
     Backend,
     backend_logits,
     export_onnx,
@@ -42,9 +44,7 @@ from sentiment.export import (
     sorted_batches,
     torch_backend,
 )
-from sentiment.forms import GATE
-from sentiment.metrics import f1_macro
-from sentiment.models import load_classifier
+from sentiment.serving.forms import GATE
 
 # FLOP (or int8 multiply-adds x 2) per cycle per core, by what the CPU executes for each data type.
 # Intel server cores with AVX-512 run two 512-bit FMA ports (VNNI and AVX512-BF16 on both) and AMX tiles

@@ -15,11 +15,11 @@ import argparse
 import time
 
 from record import describe, machine, save
-from sentiment.baselines import BaselineConfig, out_of_fold_probs
 from sentiment.config import dataset, load_params, section
-from sentiment.data import read_clean
-from sentiment.label_audit import LabelIssuesConfig, audited_rows, flip_labels, issues, precision_recall
-from sentiment.light import LightBudget, with_overrides
+from sentiment.data.datasets import read_clean
+from sentiment.evaluation.label_audit import LabelIssuesConfig, audited_rows, flip_labels, issues, precision_recall
+from sentiment.models.baselines import BaselineConfig, out_of_fold_probs
+from sentiment.models.light import LightBudget, with_overrides
 
 
 def audit(key: str, params: dict, rows_wanted: int, models: list[str]) -> list[dict]:
@@ -39,7 +39,7 @@ def audit(key: str, params: dict, rows_wanted: int, models: list[str]) -> list[d
             def out_of_fold(y):
                 return out_of_fold_probs(rows["text_norm"], y, baseline, cfg.tfidf_C, cfg.folds, seed, len(names))
         else:
-            from sentiment.training import out_of_fold_probs as encoder_out_of_fold
+            from sentiment.models.training import out_of_fold_probs as encoder_out_of_fold
 
             def out_of_fold(y):
                 return encoder_out_of_fold(rows["text"], y, light, cfg.folds, len(names))

@@ -16,11 +16,11 @@ import typing
 import numpy as np
 
 from record import machine, save
-from sentiment.external import ExternalSet, read_set
-from sentiment.forms import Form
-from sentiment.long_text import PredictConfig, windows
+from sentiment.evaluation.external import ExternalSet, read_set
 from sentiment.metrics import bootstrap_interval
-from sentiment.predictor import Predictor
+from sentiment.serving.forms import Form
+from sentiment.serving.long_text import PredictConfig, windows
+from sentiment.serving.predictor import Predictor
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ def main() -> None:
     if args.one:
         one(args.dataset, args.one[0], args.one[1], Path(args.one[2]), Path(args.one[3]))
         return
-    from sentiment.external import nltk_corpus
+    from sentiment.evaluation.external import nltk_corpus
 
     reviews = nltk_corpus("movie_reviews")
     rows, labels = {}, {}

@@ -120,7 +120,7 @@ def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: 
     """One fine-tune in a temporary directory; its output goes to a log file, its scores come back."""
     import torch
 
-    from sentiment.training import finetune
+    from sentiment.models.training import finetune
 
     torch.set_num_threads(threads)
     log = Path(log_dir) / f"{key}_{name}_{seed}.log"

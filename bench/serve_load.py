@@ -32,10 +32,10 @@ import numpy as np
 
 from record import describe, machine, save
 from sentiment.config import load_params, section
-from sentiment.data import read_clean
-from sentiment.forms import Form
-from sentiment.predictor import Predictor
-from sentiment.serving import ServeConfig
+from sentiment.data.datasets import read_clean
+from sentiment.serving.forms import Form
+from sentiment.serving.predictor import Predictor
+from sentiment.serving.server import ServeConfig
 
 
 def free_port() -> int:

@@ -31,10 +31,10 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from sentiment.config import dataset as dataset_config
 from sentiment.config import load_params, section
-from sentiment.data import read_clean
-from sentiment.model_config import ModelConfig
-from sentiment.models import load_tokenizer
-from sentiment.training import TrainConfig, build_trainable, precision_flags, tokenize, training_arguments
+from sentiment.data.datasets import read_clean
+from sentiment.models.classifier import load_tokenizer
+from sentiment.models.config import ModelConfig
+from sentiment.models.training import TrainConfig, build_trainable, precision_flags, tokenize, training_arguments
 
 
 class StepClock(TrainerCallback):

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError, load_params, section
-from sentiment.forms import Form
-from sentiment.inputs import lone_surrogate
+from sentiment.data.text import clean_text
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
-from sentiment.predictor import clean_config, temperature, trained_model
+from sentiment.serving.forms import Form
+from sentiment.serving.inputs import lone_surrogate
+from sentiment.serving.predictor import clean_config, temperature, trained_model
 from sentiment.stage import OneLineParser, fail
-from sentiment.text import clean_text
 
 
 def decode(raw: bytes, source: str, first_line: int = 1) -> str:
@@ -134,7 +134,7 @@ def no_loading_bar() -> Iterator[None]:
 
 def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
     """(model, tokenizer, head metadata) of a dataset's fine-tuned model; kwargs go to load_classifier."""
-    from sentiment.models import load_classifier
+    from sentiment.models.classifier import load_classifier
 
     with no_loading_bar():
         return load_classifier(trained_model(dataset), **kwargs)
@@ -189,7 +189,7 @@ def output_stream(target: str) -> Iterator[Any]:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from sentiment.serving import serve
+    from sentiment.serving.server import serve
 
     serve(args.dataset or first_dataset(), args.form, args.host, args.port)
 
@@ -204,7 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     """Read, score and write CHUNK texts at a time, with a progress bar on stderr for file inputs."""
     from tqdm.auto import tqdm
 
-    from sentiment.predictor import Predictor, predict_config
+    from sentiment.serving.predictor import Predictor, predict_config
 
     fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
     if args.input != "-":
@@ -239,7 +239,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def attention_config(ig_steps: int | None):
     """params.yaml `attention` (IG baseline, steps, tolerance), or its defaults outside a checkout."""
-    from sentiment.attribution import AttentionConfig
+    from sentiment.evaluation.attribution import AttentionConfig
 
     try:
         cfg = section(AttentionConfig, load_params(), "attention")
@@ -249,7 +249,7 @@ def attention_config(ig_steps: int | None):
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from sentiment.attribution import attention_heatmap, explain_example
+    from sentiment.evaluation.attribution import attention_heatmap, explain_example
 
     if args.file:
         if not Path(args.file).exists():

@@ -1,7 +1,7 @@
 """params.yaml: reading it, and validating a section into a typed config before any work starts.
 
 Each section is a pydantic model kept beside the code that uses it (`TrainConfig` in
-`sentiment.training`, `EvaluateConfig` in `sentiment.evaluation`, …), so changing one section's
+`sentiment.models.training`, `EvaluateConfig` in `sentiment.evaluation.evaluate`, …), so changing one section's
 rules reruns only the stages that read it. `section()` turns pydantic's errors into one line that
 names the param, its value and what was expected, as run_glue validates its arguments up front.
 """

@@ -6,13 +6,13 @@ python -m stages.ablation_cell <dataset key> <pretrained|scratch> <pooling> <dro
 import shutil
 import typing
 
-from sentiment.ablation import Encoder, cell_name, cell_params
 from sentiment.config import section
 from sentiment.io import atomic_dir, write_json
-from sentiment.light import LightBudget
+from sentiment.models.ablation import Encoder, cell_name, cell_params
+from sentiment.models.light import LightBudget
+from sentiment.models.training import finetune
 from sentiment.paths import CHECKPOINTS, ablation_cell_dir
 from sentiment.stage import Run, run_stage
-from sentiment.training import finetune
 
 
 def arguments(parser) -> None:

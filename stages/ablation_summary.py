@@ -3,8 +3,8 @@
 python -m stages.ablation_summary <dataset key>
 """
 
-from sentiment.ablation import chart, read_cells, summarise, summary_columns
 from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.models.ablation import chart, read_cells, summarise, summary_columns
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
 

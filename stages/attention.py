@@ -7,7 +7,10 @@ examples, and ERASER faithfulness of each method against a random control.
 import pandas as pd
 import torch
 
-from sentiment.attribution import (
+from sentiment.config import UserError, section
+from sentiment.data.datasets import read_clean
+from sentiment.data.text import WordLists
+from sentiment.evaluation.attribution import (
     METHODS,
     AttentionConfig,
     attention_heatmap,
@@ -16,13 +19,10 @@ from sentiment.attribution import (
     select_examples,
     word_strip,
 )
-from sentiment.config import UserError, section
-from sentiment.data import read_clean
 from sentiment.io import atomic_dir, write_csv, write_json
-from sentiment.models import load_classifier
+from sentiment.models.classifier import load_classifier
 from sentiment.paths import data_dir, metrics_file, model_dir, plots_dir
 from sentiment.stage import Run, run_stage
-from sentiment.text import WordLists
 
 
 def main(run: Run) -> None:

@@ -7,7 +7,10 @@ import time
 
 import joblib
 
-from sentiment.baselines import (
+from sentiment.config import POLARITY_OFF, section
+from sentiment.data.datasets import SKIPPED, predictions_frame, read_clean
+from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.models.baselines import (
     BaselineConfig,
     VaderModel,
     cv_table,
@@ -17,9 +20,6 @@ from sentiment.baselines import (
     short_name,
     vader_scores,
 )
-from sentiment.config import POLARITY_OFF, section
-from sentiment.data import SKIPPED, predictions_frame, read_clean
-from sentiment.io import atomic_dir, write_csv, write_json
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
 

@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentiment.behavior import BehaviorConfig, build_cases, capability_summary, failure_chart, load_suite, run_test, skip_reason
 from sentiment.config import section
-from sentiment.data import read_clean
+from sentiment.data.datasets import read_clean
+from sentiment.evaluation.behavior import (
+    BehaviorConfig,
+    build_cases,
+    capability_summary,
+    failure_chart,
+    load_suite,
+    run_test,
+    skip_reason,
+)
 from sentiment.io import atomic_dir, write_csv, write_json
 from sentiment.paths import data_dir, metrics_file, plots_dir
-from sentiment.scorers import deployed_scorers
+from sentiment.serving.scorers import deployed_scorers
 from sentiment.stage import Run, run_stage
 
 

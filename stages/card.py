@@ -4,9 +4,9 @@ regenerates them whenever a figure changes.
     python -m stages.card <dataset key>
 """
 
-from sentiment.cards import card_json, card_markdown, read_metrics
 from sentiment.io import atomic_path, write_json
 from sentiment.paths import report_dir
+from sentiment.report.cards import card_json, card_markdown, read_metrics
 from sentiment.stage import Run, run_stage
 
 

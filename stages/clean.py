@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError, section
-from sentiment.data import SPLITS
+from sentiment.data.datasets import SPLITS
+from sentiment.data.text import CleanConfig, WordLists, clean_split
 from sentiment.io import read_parquet, write_json, write_parquet
 from sentiment.paths import data_dir, metrics_file
 from sentiment.stage import Run, run_stage
-from sentiment.text import CleanConfig, WordLists, clean_split
 
 
 def main(run: Run) -> None:

@@ -4,8 +4,8 @@ python -m stages.evaluate <dataset key>
 """
 
 from sentiment.config import section
-from sentiment.data import load_predictions, predictions_file, prob_columns, read_clean, skipped_models
-from sentiment.evaluation import (
+from sentiment.data.datasets import load_predictions, predictions_file, prob_columns, read_clean, skipped_models
+from sentiment.evaluation.evaluate import (
     EvaluateConfig,
     analysis_table,
     comparison_table,
@@ -14,8 +14,8 @@ from sentiment.evaluation import (
     write_curves,
     write_figures,
 )
+from sentiment.evaluation.label_audit import LabelIssuesConfig, flag_test_errors
 from sentiment.io import atomic_dir, write_csv, write_json
-from sentiment.label_audit import LabelIssuesConfig, flag_test_errors
 from sentiment.metrics import mcnemar_exact, scale
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage

@@ -10,8 +10,11 @@ import pandas as pd
 import torch
 
 from sentiment.config import section
-from sentiment.data import encode_labels, read_clean
-from sentiment.export import (
+from sentiment.data.datasets import encode_labels, read_clean
+from sentiment.io import atomic_dir, read_json, write_csv, write_json
+from sentiment.models.classifier import load_classifier
+from sentiment.paths import data_dir, metrics_file, model_dir
+from sentiment.serving.export import (
     ExportConfig,
     build_forms,
     quantize_int8,
@@ -20,11 +23,8 @@ from sentiment.export import (
     serialized_mb,
     sorted_batches,
 )
-from sentiment.forms import FORM_FILES, GATE, passes_gate
-from sentiment.hf_classifier import save_for_transformers
-from sentiment.io import atomic_dir, read_json, write_csv, write_json
-from sentiment.models import load_classifier
-from sentiment.paths import data_dir, metrics_file, model_dir
+from sentiment.serving.forms import FORM_FILES, GATE, passes_gate
+from sentiment.serving.hf_classifier import save_for_transformers
 from sentiment.stage import Run, run_stage
 
 

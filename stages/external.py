@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError, section
-from sentiment.external import ExternalConfig, read_set, set_metrics, summary_chart
+from sentiment.evaluation.external import ExternalConfig, read_set, set_metrics, summary_chart
 from sentiment.io import atomic_dir, read_json, write_csv, write_json
-from sentiment.long_text import PredictConfig
 from sentiment.paths import data_dir, metrics_file, plots_dir
-from sentiment.scorers import deployed_scorers, finetune_scorer
+from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.scorers import deployed_scorers, finetune_scorer
 from sentiment.stage import Run, run_stage
 
 

@@ -12,9 +12,9 @@ import shutil
 from contextlib import nullcontext
 
 from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.models.training import finetune, is_main_process
 from sentiment.paths import CHECKPOINTS, LIVE, data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
-from sentiment.training import finetune, is_main_process
 
 
 def main(run: Run) -> None:

@@ -12,10 +12,9 @@ import time
 
 import numpy as np
 
-from sentiment.baselines import BaselineConfig, out_of_fold_probs
 from sentiment.config import section
-from sentiment.io import atomic_dir, pyplot, read_parquet, save_figure, write_csv, write_json
-from sentiment.label_audit import (
+from sentiment.data.text import CleanConfig, WordLists, clean_split
+from sentiment.evaluation.label_audit import (
     LabelIssuesConfig,
     audited_rows,
     class_report,
@@ -25,10 +24,11 @@ from sentiment.label_audit import (
     precision_recall,
     ranked_issues,
 )
-from sentiment.light import LightBudget, with_overrides
+from sentiment.io import atomic_dir, pyplot, read_parquet, save_figure, write_csv, write_json
+from sentiment.models.baselines import BaselineConfig, out_of_fold_probs
+from sentiment.models.light import LightBudget, with_overrides
 from sentiment.paths import data_dir, metrics_file, plots_dir
 from sentiment.stage import Run, run_stage
-from sentiment.text import CleanConfig, WordLists, clean_split
 
 
 def noise_matrix_figure(joint: dict[str, dict[str, float]], names: list[str], title: str):
@@ -56,7 +56,7 @@ def main(run: Run) -> None:
         def out_of_fold(texts, labels):
             return out_of_fold_probs(texts["text_norm"], labels, baseline, cfg.tfidf_C, cfg.folds, seed, len(names))
     else:
-        from sentiment import training  # torch and transformers load only for this model (5 s)
+        from sentiment.models import training  # torch and transformers load only for this model (5 s)
 
         light = with_overrides(run.params, section(LightBudget, run.params, "light"))
 

@@ -13,8 +13,8 @@ import typing
 
 from sentiment.config import section
 from sentiment.io import write_csv
+from sentiment.models.search import Sampler, SearchConfig, run_search, trial_count
 from sentiment.paths import plots_dir
-from sentiment.search import Sampler, SearchConfig, run_search, trial_count
 from sentiment.stage import Run, run_stage
 
 

@@ -7,13 +7,13 @@ for the fine-tuned model and the best baseline (chosen on dev by evaluate).
 import pandas as pd
 
 from sentiment.config import section
-from sentiment.data import load_predictions, predictions_file, read_clean
-from sentiment.evaluation import EvaluateConfig
+from sentiment.data.datasets import load_predictions, predictions_file, read_clean
+from sentiment.data.text import WordLists
+from sentiment.evaluation.evaluate import EvaluateConfig
+from sentiment.evaluation.slicing import SlicesConfig, slice_masks, slice_table, top_errors, write_chart
 from sentiment.io import atomic_dir, read_json, write_csv, write_json
 from sentiment.paths import metrics_file, plots_dir
-from sentiment.slicing import SlicesConfig, slice_masks, slice_table, top_errors, write_chart
 from sentiment.stage import Run, run_stage
-from sentiment.text import WordLists
 
 
 def main(run: Run) -> None:

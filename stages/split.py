@@ -6,11 +6,11 @@ python -m stages.split <dataset key>
 import sys
 
 from sentiment.config import UserError, section
-from sentiment.data import SPLITS
-from sentiment.hub import load_source
+from sentiment.data.datasets import SPLITS
+from sentiment.data.hub import load_source
+from sentiment.data.splitting import SplitConfig, drop_leaked, find_leakage, make_splits, split_report, untracked_source_warning
 from sentiment.io import write_csv, write_json, write_parquet
 from sentiment.paths import data_dir, metrics_file
-from sentiment.splitting import SplitConfig, drop_leaked, find_leakage, make_splits, split_report, untracked_source_warning
 from sentiment.stage import Run, run_stage
 
 

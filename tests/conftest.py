@@ -126,8 +126,8 @@ def saved_model(in_tmp, tokenizer):
     """A tiny random-init classifier saved where the `toy` dataset's fine-tune puts it (data/toy/finetune/model)."""
     import torch
 
-    from sentiment.model_config import ModelConfig
-    from sentiment.models import build_model, save_classifier
+    from sentiment.models.classifier import build_model, save_classifier
+    from sentiment.models.config import ModelConfig
 
     torch.manual_seed(0)
     model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 16)

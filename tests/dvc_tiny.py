@@ -134,7 +134,7 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
         pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / f"{key}.csv", index=False)
     params = tiny_profile(yaml.safe_load((REPO / "params.yaml").read_text()), datasets)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(root, sys.executable, "-m", "sentiment.dvc_blocks")  # the plots block for the tiny profile's datasets
+    sh(root, sys.executable, "-m", "sentiment.report.dvc_blocks")  # the plots block for the tiny profile's datasets
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")
     sh(root, "git", "add", "-A")

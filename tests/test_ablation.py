@@ -6,8 +6,8 @@ import math
 import pytest
 import yaml
 
-from sentiment.ablation import cell_name, cell_params, grid_cells, read_cells, summarise
 from sentiment.config import UserError
+from sentiment.models.ablation import cell_name, cell_params, grid_cells, read_cells, summarise
 
 PARAMS = {
     "seed": 42,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import tiny_params, toy_sentiment, write_clean
-from sentiment.attribution import (
+from sentiment.evaluation.attribution import (
     AttentionConfig,
     erasure_variants,
     faithfulness,
@@ -13,9 +13,9 @@ from sentiment.attribution import (
     rollout,
     word_groups,
 )
-from sentiment.model_config import ModelConfig
-from sentiment.models import build_model, load_classifier
-from sentiment.training import finetune
+from sentiment.models.classifier import build_model, load_classifier
+from sentiment.models.config import ModelConfig
+from sentiment.models.training import finetune
 
 SENTIMENT_WORDS = {"good", "great", "lovely", "excellent", "wonderful", "bad", "awful", "terrible", "boring", "dreadful"}
 

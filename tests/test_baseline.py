@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from conftest import toy_sentiment
-from sentiment.baselines import BaselineConfig, VaderModel, apply_thresholds, cv_table, fit_thresholds, grid_search
 from sentiment.config import UserError
-from sentiment.data import predictions_frame
+from sentiment.data.datasets import predictions_frame
+from sentiment.models.baselines import BaselineConfig, VaderModel, apply_thresholds, cv_table, fit_thresholds, grid_search
 
 RAW_CFG = {
     "tfidf": {"ngram_range": [1, 2], "min_df": 1, "max_df": 1.0, "max_features": 1000, "sublinear_tf": True},

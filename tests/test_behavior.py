@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from sentiment.behavior import BehaviorTest, Suite, build_cases, load_suite, perturb, run_test, skip_reason
 from sentiment.config import UserError
+from sentiment.evaluation.behavior import BehaviorTest, Suite, build_cases, load_suite, perturb, run_test, skip_reason
 
 LABELS = ["negative", "positive"]
 LEXICON = {

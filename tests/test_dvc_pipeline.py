@@ -95,7 +95,7 @@ def test_push_then_pull_in_a_fresh_clone_reruns_nothing(tiny_repo, tmp_path, rem
 def test_models_are_artifacts_another_project_gets_from_a_fresh_clone(tiny_repo, tmp_path, remote):
     """`dvc artifacts get` fetches a registered version of each dataset's model and ONNX export by name
     through a DVC remote (a version is a GTO git tag, which `gto register` makes)."""
-    from sentiment.models import load_classifier
+    from sentiment.models.classifier import load_classifier
 
     remote(tiny_repo)
     sh(tiny_repo, "git", "commit", "-qam", "a DVC remote")
@@ -183,7 +183,7 @@ def test_plots_render_offline_in_headless_chromium(tiny_repo):
     screenshot is not blank (check_plots_offline exits 1 otherwise)."""
     if not shutil.which("chromium"):
         pytest.skip("needs Debian's chromium (.ci/run installs it)")
-    sh(tiny_repo, sys.executable, "-m", "sentiment.plots_template")
+    sh(tiny_repo, sys.executable, "-m", "sentiment.report.plots_template")
     sh(tiny_repo, "dvc", "config", "plots.html_template", "offline_plots.html")
     shutil.copy(REPO / "bench" / "check_plots_offline.py", tiny_repo / "check_plots_offline.py")
     out = sh(tiny_repo, sys.executable, "check_plots_offline.py", "--out", "dvc_plots", "--screenshot", "shot.png")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sentiment.dvc_blocks import code_deps, with_code_deps
+from sentiment.report.dvc_blocks import code_deps, with_code_deps
 
 STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 SCRIPTS = sorted((REPO / "stages").glob("*.py"))
@@ -49,5 +49,7 @@ def test_no_stage_script_imports_another(script):
 
 
 def test_the_generated_parts_are_current():
-    result = subprocess.run([sys.executable, "-m", "sentiment.dvc_blocks", "--check"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sentiment.report.dvc_blocks", "--check"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr

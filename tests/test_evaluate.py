@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from sentiment.config import UserError
-from sentiment.data import load_predictions, predictions_frame
+from sentiment.data.datasets import load_predictions, predictions_frame
 
 NAMES = ["negative", "positive"]
 SPLIT = pd.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"], "label": [0, 1, 1]})

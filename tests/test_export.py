@@ -8,7 +8,9 @@ import yaml
 from transformers import AutoConfig
 
 from conftest import tiny_params, toy_sentiment, write_clean
-from sentiment.export import (
+from sentiment.models.classifier import load_classifier
+from sentiment.models.training import finetune
+from sentiment.serving.export import (
     backend_logits,
     export_onnx,
     onnx_backend,
@@ -18,9 +20,7 @@ from sentiment.export import (
     sorted_batches,
     torch_backend,
 )
-from sentiment.models import load_classifier
 from sentiment.stage import run_stage
-from sentiment.training import finetune
 
 TEXTS = ["good great lovely film", "bad awful terrible plot", "the story was excellent", "really boring and dreadful", "film"]
 
@@ -98,8 +98,8 @@ def test_export_refuses_a_bad_batch_size(trained, monkeypatch, capsys):
 def test_transformers_pipeline_gives_the_labels_and_probabilities_predict_gives(trained, tmp_path, monkeypatch):
     from transformers import pipeline
 
-    from sentiment.hf_classifier import save_for_transformers
-    from sentiment.predictor import Predictor
+    from sentiment.serving.hf_classifier import save_for_transformers
+    from sentiment.serving.predictor import Predictor
 
     monkeypatch.chdir(trained)
     model, tokenizer, meta = load_classifier(trained / "data" / "toy" / "finetune" / "model", on="cpu")

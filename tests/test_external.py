@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sentiment.config import UserError
-from sentiment.external import ExternalConfig, ExternalSet, read_set, set_metrics
+from sentiment.evaluation.external import ExternalConfig, ExternalSet, read_set, set_metrics
 
 LABELS = ["negative", "neutral", "positive"]
 

@@ -18,7 +18,7 @@ import yaml
 from conftest import REPO, toy_sentiment, write_clean
 from families import FAMILIES, build_checkpoint
 from sentiment.cli import main as cli
-from sentiment.models import load_classifier
+from sentiment.models.classifier import load_classifier
 from sentiment.stage import run_stage
 from stages import attention, evaluate, export, finetune
 

@@ -14,7 +14,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 
 from conftest import REPO, tiny_params, toy_sentiment, write_clean
 from sentiment.config import UserError
-from sentiment.models import (
+from sentiment.models.classifier import (
     ModelConfig,
     SentimentClassifier,
     build_model,
@@ -23,7 +23,7 @@ from sentiment.models import (
     mean_pool,
     predict_logits,
 )
-from sentiment.training import finetune, training_curves
+from sentiment.models.training import finetune, training_curves
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_resume_continues_from_the_last_checkpoint(toy_data, tokenizer):
 @pytest.mark.skipif(torch.cuda.is_available() or is_torch_bf16_gpu_available(), reason="the CPU path of precision: auto")
 def test_auto_precision_on_a_bf16_cpu_trains_in_bf16(toy_data, tokenizer, monkeypatch):
     # what `precision: auto` picks on an AMX/AVX512-BF16 CPU; bf16 is emulated (slowly) on other CPUs
-    import sentiment.training as stage
+    import sentiment.models.training as stage
 
     monkeypatch.setattr(stage, "cpu_supports_bf16", lambda: True)
     assert stage.precision_flags("auto") == {"bf16": True, "fp16": False, "use_cpu": True}
@@ -147,7 +147,7 @@ def test_auto_precision_on_a_bf16_cpu_trains_in_bf16(toy_data, tokenizer, monkey
 
 
 def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
-    import sentiment.training as stage
+    import sentiment.models.training as stage
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)

@@ -8,9 +8,9 @@ import shutil
 
 from conftest import REPO
 from sentiment.config import load_params, section
-from sentiment.light import LightBudget
-from sentiment.model_config import ModelConfig
-from sentiment.training import TrainConfig
+from sentiment.models.config import ModelConfig
+from sentiment.models.light import LightBudget
+from sentiment.models.training import TrainConfig
 
 
 def readme_command() -> str:

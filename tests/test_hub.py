@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from sentiment.config import UserError
-from sentiment.hub import load_source, resolve, resolve_model
+from sentiment.data.hub import load_source, resolve, resolve_model
 
 
 def test_mirror_resolves_ids_it_holds(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_params, toy_sentiment
-from sentiment.baselines import BaselineConfig, out_of_fold_probs
-from sentiment.label_audit import LabelIssuesConfig, flag_test_errors, flip_labels, issues, precision_recall
+from sentiment.evaluation.label_audit import LabelIssuesConfig, flag_test_errors, flip_labels, issues, precision_recall
+from sentiment.models.baselines import BaselineConfig, out_of_fold_probs
 from sentiment.stage import run_stage
 from stages import clean, label_issues
 
@@ -115,7 +115,7 @@ def test_dropping_without_the_audit_names_the_missing_file(split_with_flips, cap
 
 
 def test_encoder_out_of_fold_probabilities_come_from_models_that_never_saw_the_row(tokenizer):
-    from sentiment.training import out_of_fold_probs as encoder_out_of_fold
+    from sentiment.models.training import out_of_fold_probs as encoder_out_of_fold
 
     train = toy_sentiment(96, seed=8)
     labels = train["label"].to_numpy()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from sentiment.long_text import PredictConfig, mean_per_text, windows
+from sentiment.serving.long_text import PredictConfig, mean_per_text, windows
 
 CHUNK = PredictConfig(long_text="chunk", window_overlap=0.25)
 TRUNCATE = PredictConfig(long_text="truncate")
@@ -46,7 +46,7 @@ def test_overlap_is_validated():
 
 
 def test_predictor_chunk_equals_truncate_on_short_texts_and_averages_long_ones(saved_model):
-    from sentiment.predictor import Predictor
+    from sentiment.serving.predictor import Predictor
 
     chunk, truncate = Predictor("toy", "torch", 8, CHUNK), Predictor("toy", "torch", 8, TRUNCATE)
     short = ["a lovely film", "dull", "not bad"]

@@ -42,7 +42,7 @@ def test_a_dataset_of_ones_own_runs_every_stage_and_is_reported(tiny_repo):
         "split": "pooled",
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(repo, sys.executable, "-m", "sentiment.dvc_blocks")  # its charts and artifacts in dvc.yaml
+    sh(repo, sys.executable, "-m", "sentiment.report.dvc_blocks")  # its charts and artifacts in dvc.yaml
     output = sh(repo, "dvc", "repro")
     expected = {f"{stage}@topics" for stage in PER_DATASET if stage != "external"}  # no external sets named for it
     # the other datasets' split stages read data/sources too: they rerun, write the same splits, and nothing after them runs

@@ -1,10 +1,10 @@
 import json
 
 from conftest import REPO
-from sentiment.plots_template import build
 from sentiment.report.__main__ import generated_files
 from sentiment.report.experiments import timing_tables
 from sentiment.report.markdown import END, START
+from sentiment.report.plots_template import build
 from sentiment.report.readme import updated_readme
 
 

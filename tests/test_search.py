@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_params, toy_sentiment, write_clean
-from sentiment.light import LightBudget, with_overrides
+from sentiment.models.light import LightBudget, with_overrides
 from sentiment.stage import run_stage
 from stages import search
 

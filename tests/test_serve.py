@@ -22,8 +22,8 @@ import yaml
 
 from conftest import REPO
 from sentiment.cli import main as cli
-from sentiment.predictor import Predictor
-from sentiment.serving import ContinuousBatcher, QueueFull, ServeConfig, create_app, model_info
+from sentiment.serving.predictor import Predictor
+from sentiment.serving.server import ContinuousBatcher, QueueFull, ServeConfig, create_app, model_info
 
 TEXTS = ["a good great film", "bad awful plot", "the story", "lovely , wonderful , excellent acting", "dreadful"]
 

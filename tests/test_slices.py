@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentiment.slicing import length_bucket, slice_masks, slice_table
-from sentiment.text import WordLists, has_any
+from sentiment.data.text import WordLists, has_any
+from sentiment.evaluation.slicing import length_bucket, slice_masks, slice_table
 
 NEGATION = {"n't", "not", "no", "never", "nothing", "cannot", "without"}
 CONTRAST = {"but", "however", "although", "yet"}

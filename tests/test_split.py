@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from sentiment.config import DatasetConfig, UserError, section
-from sentiment.splitting import SplitConfig, find_leakage, make_splits, standardise, untracked_source_warning
+from sentiment.data.splitting import SplitConfig, find_leakage, make_splits, standardise, untracked_source_warning
 
 RAW_DS = {
     "source": "toy.csv",

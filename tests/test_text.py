@@ -1,6 +1,6 @@
 import pytest
 
-from sentiment.text import Cleaning, Normalizer, clean_text, make_normalizer
+from sentiment.data.text import Cleaning, Normalizer, clean_text, make_normalizer
 
 
 @pytest.mark.parametrize(

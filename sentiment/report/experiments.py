@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sentiment.forms import CPU_ORDER
 from sentiment.report.markdown import END, START, interval, table
+from sentiment.serving.forms import CPU_ORDER
 
 RECORDS = Path("docs") / "results"
 

@@ -5,7 +5,7 @@ those libraries; this inlines its bundle into `.dvc/offline_plots.html` (not com
 third-party JavaScript is rebuilt from the installed package by `setup.sh`), which
 `.dvc/config` names as `plots.html_template`.
 
-    python -m sentiment.plots_template
+    python -m sentiment.report.plots_template
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from sentiment.config import Section
-from sentiment.models import length_sorted_batches
+from sentiment.models.classifier import length_sorted_batches
 
 LongText = Literal["truncate", "chunk"]
 

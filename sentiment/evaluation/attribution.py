@@ -21,10 +21,10 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from sentiment.config import Section
-from sentiment.data import prob_columns
+from sentiment.data.datasets import prob_columns
+from sentiment.data.text import has_any
 from sentiment.io import pyplot, save_figure
-from sentiment.models import SentimentClassifier, length_sorted_batches
-from sentiment.text import has_any
+from sentiment.models.classifier import SentimentClassifier, length_sorted_batches
 
 Baseline = Literal["auto", "pad", "mask", "zero"]
 METHODS = ("attention", "rollout", "integrated_gradients")

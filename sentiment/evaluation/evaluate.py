@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from sentiment.config import Section, UserError
-from sentiment.data import logit_columns, prob_columns
+from sentiment.data.datasets import logit_columns, prob_columns
 from sentiment.io import pyplot, save_figure, write_csv
 from sentiment.metrics import (
     bootstrap_interval,

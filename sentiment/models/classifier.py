@@ -20,8 +20,8 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, Pretr
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from sentiment.config import UserError
-from sentiment.hub import load_pretrained
-from sentiment.model_config import SCRATCH, ModelConfig, Pooling, ScratchSize
+from sentiment.data.hub import load_pretrained
+from sentiment.models.config import SCRATCH, ModelConfig, Pooling, ScratchSize
 
 
 def device() -> torch.device:

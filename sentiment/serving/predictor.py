@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from sentiment.config import UserError, load_params, section
-from sentiment.forms import FORM_FILES, Form, resolve
-from sentiment.long_text import PredictConfig, mean_per_text, window_batches, windows
+from sentiment.data.text import CleanConfig, Cleaning, clean_text
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file, model_dir
-from sentiment.text import CleanConfig, Cleaning, clean_text
+from sentiment.serving.forms import FORM_FILES, Form, resolve
+from sentiment.serving.long_text import PredictConfig, mean_per_text, window_batches, windows
 
 
 def trained_model(key: str) -> Path:
@@ -61,8 +61,8 @@ class Predictor:
     ):
         from transformers import AutoTokenizer
 
-        from sentiment.export import onnx_backend, torch_backend
-        from sentiment.models import device, load_classifier
+        from sentiment.models.classifier import device, load_classifier
+        from sentiment.serving.export import onnx_backend, torch_backend
 
         path = trained_model(key)
         self.meta = json.loads((path / "head.json").read_text())
@@ -84,7 +84,7 @@ class Predictor:
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Raw logits per text (the mean over its windows when `predict.long_text` is chunk)."""
-        from sentiment.export import backend_logits
+        from sentiment.serving.export import backend_logits
 
         if not texts:
             return np.zeros((0, len(self.labels)))

@@ -13,9 +13,9 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError
-from sentiment.forms import Form
-from sentiment.hub import ensure_nltk, load_source
+from sentiment.data.hub import ensure_nltk, load_source
 from sentiment.metrics import bootstrap_interval, expected_calibration_error, f1_macro
+from sentiment.serving.forms import Form
 
 NLTK_PREFIX = "nltk:"
 LOCAL_SOURCES = Path("data") / "external"  # the external stage's dep for local files (not data/sources)

@@ -23,9 +23,9 @@ from pydantic import PositiveInt
 from torch import nn
 
 from sentiment.config import Section
-from sentiment.forms import FORM_FILES
 from sentiment.metrics import f1_macro
-from sentiment.models import SentimentClassifier, length_sorted_batches
+from sentiment.models.classifier import SentimentClassifier, length_sorted_batches
+from sentiment.serving.forms import FORM_FILES
 
 
 class ExportConfig(Section):

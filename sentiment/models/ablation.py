@@ -12,8 +12,8 @@ import pandas as pd
 
 from sentiment.config import Section, UserError, section
 from sentiment.io import pyplot, save_figure
-from sentiment.light import LightBudget, with_overrides
-from sentiment.model_config import SCRATCH, ModelConfig, Pooling
+from sentiment.models.config import SCRATCH, ModelConfig, Pooling
+from sentiment.models.light import LightBudget, with_overrides
 
 Encoder = Literal["pretrained", "scratch"]
 

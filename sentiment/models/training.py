@@ -31,9 +31,9 @@ from transformers import (
 from transformers.utils import is_torch_bf16_gpu_available
 
 from sentiment.config import Section, UserError, dataset, section
-from sentiment.data import predictions_frame, read_clean, softmax
+from sentiment.data.datasets import predictions_frame, read_clean, softmax
 from sentiment.io import write_csv
-from sentiment.models import (
+from sentiment.models.classifier import (
     ModelConfig,
     SentimentClassifier,
     build_model,

@@ -23,7 +23,7 @@ from pydantic import Field, PositiveInt, ValidationError, model_validator
 from scipy import stats
 
 from sentiment.config import POLARITY_OFF, Section, UserError
-from sentiment.forms import Form
+from sentiment.serving.forms import Form
 
 Kind = Literal["mft", "inv", "dir"]
 PERTURBATIONS = (

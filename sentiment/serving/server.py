@@ -25,10 +25,10 @@ import yaml
 from pydantic import PositiveInt
 
 from sentiment.config import Section, load_params, section
-from sentiment.forms import Form
-from sentiment.inputs import lone_surrogate
 from sentiment.paths import data_dir, report_dir
-from sentiment.predictor import Predictor
+from sentiment.serving.forms import Form
+from sentiment.serving.inputs import lone_surrogate
+from sentiment.serving.predictor import Predictor
 
 
 class ServeConfig(Section):

@@ -18,7 +18,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
 from sentiment.config import Section, UserError
-from sentiment.hub import ensure_nltk
+from sentiment.data.hub import ensure_nltk
 
 
 class TfidfConfig(Section):

@@ -23,9 +23,9 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError, section
-from sentiment.light import LightBudget, with_overrides
+from sentiment.models.light import LightBudget, with_overrides
+from sentiment.models.training import finetune
 from sentiment.paths import LIVE
-from sentiment.training import finetune
 
 Sampler = Literal["grid", "random"]
 

@@ -62,7 +62,7 @@ class SentimentClassifierModel(PreTrainedModel):
 def save_for_transformers(model: nn.Module, tokenizer, labels: list[str], temperature: float, out: Path) -> None:
     """A folder `transformers.pipeline("text-classification", model=out, trust_remote_code=True)` loads:
     config.json with auto_map, model.safetensors, the tokenizer, and this file beside them. `model` is the
-    project's classifier (sentiment.models.SentimentClassifier: encoder, pooling, head)."""
+    project's classifier (sentiment.models.classifier.SentimentClassifier: encoder, pooling, head)."""
     SentimentClassifierConfig.register_for_auto_class()
     SentimentClassifierModel.register_for_auto_class("AutoModelForSequenceClassification")
     config = SentimentClassifierConfig(

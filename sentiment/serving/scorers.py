@@ -15,13 +15,13 @@ import joblib
 import numpy as np
 
 from sentiment.config import UserError, section
-from sentiment.forms import Form
+from sentiment.data.text import CleanConfig, WordLists, clean_text
 from sentiment.io import read_json
-from sentiment.long_text import PredictConfig
 from sentiment.metrics import scale
 from sentiment.paths import data_dir, metrics_file
-from sentiment.predictor import Predictor
-from sentiment.text import CleanConfig, WordLists, clean_text
+from sentiment.serving.forms import Form
+from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def finetune_scorer(key: str, form: Form, reading: PredictConfig, batch_size: in
 
 def baseline_scorer(key: str, name: str, params: dict[str, Any], labels: list[str]) -> Scorer:
     """`tfidf_lr` (on the baseline's normalised text) or `vader` (labels from its dev-tuned thresholds)."""
-    from sentiment.baselines import vader_scores
+    from sentiment.models.baselines import vader_scores
 
     path = data_dir(key, "baseline") / f"{name}.joblib"
     if not path.exists():

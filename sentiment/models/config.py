@@ -1,5 +1,5 @@
 """params.yaml `model`: which encoder, its pooling and dropout, and the from-scratch encoder's size
-(apart from sentiment.models so that code reading the section needs no torch)."""
+(apart from sentiment.models.classifier so that code reading the section needs no torch)."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def make_normalizer(
     *, remove_stopwords: bool, keep_negations: bool, negations: Iterable[str], lemmatize: bool, stem: bool
 ) -> Normalizer:
     """Build a Normalizer, loading NLTK data (stopwords, WordNet) through the mirror rules."""
-    from sentiment.hub import ensure_nltk
+    from sentiment.data.hub import ensure_nltk
 
     stop: frozenset[str] = frozenset()
     if remove_stopwords:

@@ -11,8 +11,8 @@ from pydantic import Field
 from sklearn.model_selection import train_test_split
 
 from sentiment.config import DatasetConfig, Section, UserError
-from sentiment.data import encode_labels
-from sentiment.hub import LOCAL_SUFFIXES
+from sentiment.data.datasets import encode_labels
+from sentiment.data.hub import LOCAL_SUFFIXES
 from sentiment.paths import SOURCES
 
 

@@ -10,10 +10,10 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from sentiment.config import Section
-from sentiment.data import prob_columns
+from sentiment.data.datasets import prob_columns
+from sentiment.data.text import has_any
 from sentiment.io import pyplot, save_figure
 from sentiment.metrics import accuracy, bootstrap_interval, f1_macro
-from sentiment.text import has_any
 
 
 class SlicesConfig(Section):

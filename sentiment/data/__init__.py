@@ -1,0 +1,1 @@
+"""Datasets: reading sources, splitting, cleaning text."""

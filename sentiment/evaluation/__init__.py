@@ -1,0 +1,1 @@
+"""Evaluation: scoring predictions, slices, attribution, behavioural tests, external sets, the label audit."""

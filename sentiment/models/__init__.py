@@ -1,0 +1,1 @@
+"""Models: the encoder classifier, its training, the baselines, ablation cells and search."""

@@ -1,0 +1,1 @@
+"""Serving: exported forms, the runtime that scores raw text, the HTTP server."""
