@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sentiment.data.datasets import read_clean
+from sentiment.data.datasets import SPLITS, read_clean
 
 
 def words_of(text: str) -> list[str]:
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=10, help="word count from which a dev text counts as long")
     parser.add_argument("predictions", nargs="*", type=Path, help="predictions CSVs with id, label and pred columns")
     args = parser.parse_args()
-    train, dev, test = (read_clean(args.dataset, split) for split in ("train", "dev", "test"))
+    train, dev, test = (read_clean(args.dataset, split) for split in SPLITS)
     corpus = train["text"].tolist()
     print(f"{args.dataset}: {len(train)} train texts, {train['text'].str.split().str.len().mean():.1f} words on average")
     inside_train = {}

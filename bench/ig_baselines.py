@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from families import FAMILIES, build_checkpoint  # noqa: E402
-from record import machine, save  # noqa: E402
+from record import save  # noqa: E402
+from sentiment.machine import machine
 
 SENTENCES = ["the film was not good , but the acting was great", "a lovely wonderful story", "boring and awful plot ; dull"]
 

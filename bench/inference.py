@@ -1,15 +1,16 @@
 """Inference speed of every form of the fine-tuned model on the same test texts, side by side in one run,
-with the CPU's instruction sets and each form's fraction of the CPU's peak for its data type.
+with the CPU's instruction sets and each form's fraction of the CPU's peak for its data type, and each form's
+answers across batch sizes 1, 8, 16 and 64: labels changed against batch 1 and the largest probability change.
 
     python bench/inference.py [--dataset sst2] [--single 200] [--batch-size 64] [--save NAME]
 
-Forms: torch fp32 and bf16 autocast (where the CPU has AVX512-BF16 or AMX), torch dynamic int8; the fp32
-ONNX graph, before and after onnxruntime's transformer optimizer, and its int8 quantizations by
-onnxruntime: dynamic with per-channel weights (the export stage's `onnx_int8` and `onnx_optimized_int8`),
-dynamic with per-tensor weights, static QDQ S8S8 and U8S8 (activations calibrated on dev); and OpenVINO
-(fp32, bf16 where the CPU has it, int8 from the QDQ graphs) when the `openvino` package is installed
-(`pip install openvino`; not a dependency). Every form is built here from the fine-tuned model, in a
-temporary folder, and scored on all of test, so each row's accuracy is measured, not quoted.
+Forms: every form of sentiment/serving/forms.py (built by the export stage's builders, so the rows are the
+forms `--form` serves), and candidates that are not served, for comparison: torch bf16 autocast (where the CPU
+has AVX512-BF16 or AMX), dynamic int8 with one weight scale per tensor, static QDQ with int8 (S8S8) activations;
+and OpenVINO (fp32, bf16 where the CPU has it, int8 from the static QDQ graphs) when the `openvino` package is
+installed (`pip install openvino`; not a dependency). Every form is built here from the fine-tuned model, in a
+temporary folder, and scored on all of test with the export stage's gate (params.yaml `export.gate`), so each
+row's figures are measured, not quoted.
 
 Batch size 1: p50 latency over the first `--single` test texts (tokenization included, as a request pays).
 Batched: sentences/s over all test texts in length-sorted batches (as `predict` runs), best of two passes.
@@ -29,22 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from record import describe, machine, save
+from record import save
+from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean
-from sentiment.metrics import f1_macro
+from sentiment.machine import BF16_FLAGS, clock_ghz, describe, machine
 from sentiment.models.classifier import load_classifier
-from sentiment.serving.export import (
-    Backend,
-    backend_logits,
-    export_onnx,
-    onnx_backend,
-    optimize_onnx,
-    quantize_int8,
-    quantize_onnx,
-    sorted_batches,
-    torch_backend,
-)
-from sentiment.serving.forms import GATE
+from sentiment.serving.export import BuildInputs, CalibrationBatches, ExportConfig, build_forms, score_forms
+from sentiment.serving.forms import FORMS, GATE_BATCH_SIZES
+from sentiment.serving.runtime import Backend, batches_of, encode, onnx_backend, run_batches, torch_backend
 
 # FLOP (or int8 multiply-adds x 2) per cycle per core, by what the CPU executes for each data type.
 # Intel server cores with AVX-512 run two 512-bit FMA ports (VNNI and AVX512-BF16 on both) and AMX tiles
@@ -67,13 +60,6 @@ def peak_ops_per_cycle(m: dict[str, Any], dtype: str) -> int:
     return next((ops for ops, flag in pairs if flag in m["cpu_flags"]), PEAK[kind]["fp32"])
 
 
-def clock_ghz() -> float:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("cpu MHz"):
-            return float(line.split(":")[1]) / 1000
-    return float("nan")
-
-
 def flops_per_token(config) -> float:
     """Encoder FLOPs per token from its config: 2 x (4 H^2 + 2 H I) per layer (projections and MLP);
     attention scores add 4 x seq x H per layer, small at these lengths and left out."""
@@ -81,26 +67,15 @@ def flops_per_token(config) -> float:
     return 2.0 * layers * (4 * h * h + 2 * h * i)
 
 
-class DevBatches:
-    """onnxruntime's CalibrationDataReader over dev batches, for static (QDQ) quantization."""
-
-    def __init__(self, batches: list):
-        self.items = iter([{k: v for k, v in arrays.items()} for _, arrays in batches])
-
-    def get_next(self):
-        return next(self.items, None)
-
-
-def qdq(source: Path, target: Path, calibration: list, activations: str) -> None:
-    """Static QDQ quantization of MatMul/Gemm: per-channel int8 weights; activations int8 symmetric (S8S8)
-    or uint8 asymmetric (U8S8), their ranges the min and max over dev batches."""
+def qdq_s8s8(source: Path, target: Path, calibration: list) -> None:
+    """The static form's QDQ quantization with int8 symmetric activations (S8S8) instead of uint8 (U8S8)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    signed = activations == "s8"
+    signed = True
     quantize_static(
         str(source),
         str(target),
-        DevBatches(calibration),
+        CalibrationBatches(calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
         activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
@@ -134,32 +109,21 @@ def openvino_backend(path: Path, precision: str) -> Backend:
 
 
 Forms = dict[str, tuple[Callable[[], Backend], str]]
+DTYPES = {"torch": "fp32", "onnx": "fp32"}  # the registry's other forms are int8
 
 
-def build_forms(model, tokenizer, folder: Path, calibration: list, m: dict[str, Any]) -> Forms:
-    """form -> (a function building its backend, its data type); the ONNX files are written under `folder`."""
-    onnx, optimized = folder / "model.onnx", folder / "optimized.onnx"
-    export_onnx(model, tokenizer, onnx)
-    optimize_onnx(onnx, optimized, model.encoder.config)
-    files = {
-        "onnx_int8": (quantize_onnx, onnx),
-        "onnx_int8_per_tensor": (per_tensor_dynamic, onnx),
-        "onnx_qdq_s8s8": (lambda s, t: qdq(s, t, calibration, "s8"), onnx),
-        "onnx_qdq_u8s8": (lambda s, t: qdq(s, t, calibration, "u8"), onnx),
-        "onnx_optimized_int8": (quantize_onnx, optimized),
-        "onnx_optimized_int8_per_tensor": (per_tensor_dynamic, optimized),
-    }
-    for name, (make, source) in files.items():
-        make(source, folder / f"{name}.onnx")
-    bf16 = any(f in m["cpu_flags"] for f in ("avx512_bf16", "amx_bf16"))
-    forms: Forms = {
-        "torch": (lambda: torch_backend(model), "fp32"),
-        **({"torch_bf16": (lambda: torch_backend(model, bf16=True), "bf16")} if bf16 else {}),
-        "torch_int8": (lambda: torch_backend(quantize_int8(model)), "int8"),
-        "onnx": (lambda: onnx_backend(onnx), "fp32"),
-        "onnx_optimized": (lambda: onnx_backend(optimized), "fp32"),
-        **{name: ((lambda p=folder / f"{name}.onnx": onnx_backend(p)), "int8") for name in files},
-    }
+def build_candidates(model, tokenizer, folder: Path, calibration: list, m: dict[str, Any]) -> Forms:
+    """form -> (a function building its backend, its data type): the registry's forms, then the candidates."""
+    backends = build_forms(BuildInputs(model, tokenizer, calibration), folder)
+    forms: Forms = {name: ((lambda run=run: run), DTYPES.get(name, "int8")) for name, run in backends.items()}
+    onnx = folder / FORMS["onnx"].file
+    per_tensor_dynamic(onnx, folder / "per_tensor.onnx")
+    qdq_s8s8(onnx, folder / "qdq_s8s8.onnx", calibration)
+    bf16 = any(f in m["cpu_flags"] for f in BF16_FLAGS)
+    if bf16:
+        forms["torch_bf16"] = (lambda: torch_backend(model, bf16=True), "bf16")
+    forms["onnx_int8_dynamic_per_tensor"] = (lambda: onnx_backend(folder / "per_tensor.onnx"), "int8")
+    forms["onnx_int8_static_s8s8"] = (lambda: onnx_backend(folder / "qdq_s8s8.onnx"), "int8")
     try:
         import openvino  # noqa: F401
     except ImportError:
@@ -167,8 +131,8 @@ def build_forms(model, tokenizer, folder: Path, calibration: list, m: dict[str, 
     forms["openvino"] = (lambda: openvino_backend(onnx, "f32"), "fp32")
     if bf16:
         forms["openvino_bf16"] = (lambda: openvino_backend(onnx, "bf16"), "bf16")
-    forms["openvino_int8"] = (lambda: openvino_backend(folder / "onnx_qdq_s8s8.onnx", "f32"), "int8")
-    forms["openvino_int8_u8s8"] = (lambda: openvino_backend(folder / "onnx_qdq_u8s8.onnx", "f32"), "int8")
+    forms["openvino_int8"] = (lambda: openvino_backend(folder / "qdq_s8s8.onnx", "f32"), "int8")
+    forms["openvino_int8_u8s8"] = (lambda: openvino_backend(folder / FORMS["onnx_int8_static"].file, "f32"), "int8")
     return forms
 
 
@@ -187,7 +151,7 @@ def batched(run: Backend, tokenizer, texts: list[str], max_length: int, batch_si
     best, logits = 0.0, None
     for _ in range(2):
         start = time.perf_counter()
-        logits = backend_logits(run, sorted_batches(tokenizer, texts, max_length, batch_size), len(texts))
+        logits = run_batches(run, batches_of(tokenizer, encode(tokenizer, texts, max_length), batch_size), len(texts))
         best = max(best, len(texts) / (time.perf_counter() - start))
     return best, logits
 
@@ -203,8 +167,9 @@ def main() -> None:
     model, tokenizer, meta = load_classifier(Path("data") / args.dataset / "finetune" / "model", on="cpu")
     test = read_clean(args.dataset, "test")
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
-    dev = read_clean(args.dataset, "dev")["text"].tolist()[:512]
-    calibration = sorted_batches(tokenizer, dev, meta["max_length"], args.batch_size)
+    cfg = section(ExportConfig, load_params(), "export")
+    dev = read_clean(args.dataset, "dev")["text"].tolist()[: cfg.calibration_rows]
+    calibration = batches_of(tokenizer, encode(tokenizer, dev, meta["max_length"]), cfg.batch_size)
     tokens = np.mean([len(ids) for ids in tokenizer(texts, truncation=True, max_length=meta["max_length"])["input_ids"]])
     flops = flops_per_token(model.encoder.config)
     clock = clock_ghz()
@@ -212,37 +177,43 @@ def main() -> None:
           f"{flops / 1e6:.1f} MFLOP per token; torch threads {torch.get_num_threads()}")  # fmt: skip
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        forms = build_forms(model, tokenizer, Path(tmp), calibration, m)
-        reference = None
-        for name, (make, dtype) in forms.items():
-            run = make()
+        forms = build_candidates(model, tokenizer, Path(tmp), calibration, m)
+        runs = {name: make() for name, (make, _) in forms.items()}
+        gate = score_forms(runs, tokenizer, texts, labels, meta["max_length"], list(GATE_BATCH_SIZES), cfg.gate)
+        for name, (_, dtype) in forms.items():
+            run = runs[name]
             run(*[np.ones((1, 8), dtype=np.int64)] * 2)  # warm-up
-            rate, logits = batched(run, tokenizer, texts, meta["max_length"], args.batch_size)
-            reference = logits if reference is None else reference
-            preds = logits.argmax(1)
+            rate, _ = batched(run, tokenizer, texts, meta["max_length"], args.batch_size)
             peak = m["cores"] * clock * 1e9 * peak_ops_per_cycle(m, dtype)
+            figures = gate[name]
             rows[name] = {
                 "dtype": dtype,
                 "batch1_p50_ms": single_p50_ms(run, tokenizer, texts[: args.single], meta["max_length"]),
                 "batch_sentences_per_s": rate,
                 "peak_fraction": rate * tokens * flops / peak,
-                "test_accuracy": float((preds == labels).mean()),
-                "test_f1_macro": f1_macro(labels, preds),
+                "test_accuracy": figures["accuracy"],
+                "test_f1_macro": figures["f1_macro"],
+                "agreement_with_torch": figures["agreement_with_torch"],
+                "label_changes_vs_batch_1": figures["label_changes_vs_batch_1"],
+                "max_probability_change_vs_batch_1": figures["max_probability_change_vs_batch_1"],
+                "passes_gate": figures["passes_gate"],
+                "served": name in FORMS,
             }
-            del run
+        del runs
     base = rows["torch"]
-    for r in rows.values():
-        r["passes_gate"] = bool(
-            r["test_accuracy"] - base["test_accuracy"] >= -GATE and r["test_f1_macro"] - base["test_f1_macro"] >= -GATE
-        )
-    print("| form | dtype | batch 1 p50 ms | batched sent/s | vs torch fp32 | of peak | test acc | F1 | gate |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| form | dtype | batch 1 p50 ms | batched sent/s | vs torch fp32 | of peak | test acc | F1 | as torch "
+          "| labels changed vs batch 1 (8/16/64) | max prob change | gate |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
+        changes = "/".join(str(r["label_changes_vs_batch_1"][str(b)]) for b in GATE_BATCH_SIZES[1:])
         print(f"| {name} | {r['dtype']} | {r['batch1_p50_ms']:.2f} | {r['batch_sentences_per_s']:.0f} | "
               f"{r['batch_sentences_per_s'] / base['batch_sentences_per_s']:.2f}x | {r['peak_fraction']:.1%} | "
-              f"{r['test_accuracy']:.4f} | {r['test_f1_macro']:.4f} | {'pass' if r['passes_gate'] else 'FAIL'} |")  # fmt: skip
+              f"{r['test_accuracy']:.4f} | {r['test_f1_macro']:.4f} | {r['agreement_with_torch']:.4f} | {changes} | "
+              f"{r['max_probability_change_vs_batch_1']:.2g} | {'pass' if r['passes_gate'] else 'FAIL'} |")  # fmt: skip
+    eligible = [n for n, spec in FORMS.items() if n == "torch" or (spec.auto and rows[n]["passes_gate"])]
+    auto = max(eligible, key=lambda n: rows[n]["batch_sentences_per_s"])  # what `--form auto` would serve here
     fastest = max((n for n, r in rows.items() if r["passes_gate"]), key=lambda n: rows[n]["batch_sentences_per_s"])
-    print(f"fastest form within {GATE * 100:.1f} points of torch fp32: {fastest}")
+    print(f"auto would serve {auto}; the fastest form or candidate that passes the gate: {fastest}")
     if args.save:
         record = {
             "command": f"python bench/inference.py --dataset {args.dataset}",
@@ -253,6 +224,8 @@ def main() -> None:
             "mflop_per_token": flops / 1e6,
             "torch_threads": torch.get_num_threads(),
             "fastest_within_gate": fastest,
+            "auto": auto,
+            "gate": cfg.gate.model_dump(),
             "forms": rows,
         }
         save("inference", args.save, record)

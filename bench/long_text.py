@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import argparse
 import time
-import typing
 
 import numpy as np
 
-from record import machine, save
+from record import save
+from sentiment.config import load_params, section
+from sentiment.data.text import CleanConfig
 from sentiment.evaluation.external import ExternalSet, read_set
+from sentiment.machine import machine
 from sentiment.metrics import bootstrap_interval
-from sentiment.serving.forms import Form
+from sentiment.serving.forms import FORM_CHOICES
 from sentiment.serving.long_text import PredictConfig, windows
-from sentiment.serving.predictor import Predictor
+from sentiment.serving.runtime import FinetuneScorer
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sst2")
-    parser.add_argument("--form", default="auto", choices=typing.get_args(Form))
+    parser.add_argument("--form", default="auto", choices=FORM_CHOICES)
     parser.add_argument("--reviews", type=int, default=200)
     parser.add_argument("--overlap", type=float, default=0.25, help="predict.window_overlap for chunk")
     parser.add_argument("--save", metavar="NAME", help="also write docs/results/long_text_NAME.json (committed)")
@@ -34,10 +36,11 @@ def main() -> None:
     labels_of = {"neg": "negative", "pos": "positive"}
     spec = ExternalSet(source="nltk:movie_reviews", label_map=labels_of, max_rows=args.reviews)
     modes = {
-        "truncate": PredictConfig(long_text="truncate"),
-        "chunk": PredictConfig(long_text="chunk", window_overlap=args.overlap),
+        "truncate": PredictConfig(long_text="truncate", batch_size=64),
+        "chunk": PredictConfig(long_text="chunk", window_overlap=args.overlap, batch_size=64),
     }
-    predictors = {mode: Predictor(args.dataset, args.form, 64, reading) for mode, reading in modes.items()}
+    cleaning = section(CleanConfig, load_params(), "clean").light()
+    predictors = {mode: FinetuneScorer(args.dataset, args.form, cleaning, reading, 64) for mode, reading in modes.items()}
     names = predictors["chunk"].labels
     frame, _ = read_set("movie_reviews", spec, names, seed=0)
     texts, labels = frame["text"].tolist(), frame["label"].to_numpy()

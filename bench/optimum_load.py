@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from record import describe, machine, save
+from record import save
+from sentiment.machine import describe, machine
 
 ONNX_FILES = ("model.onnx", "model_int8.onnx", "model_optimized_int8.onnx")
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from record import describe, machine, save
+from record import save
+from sentiment.machine import describe, machine
 
 
 def one(dataset: str, form: str, batch_size: str, source: Path, target: Path) -> None:
@@ -51,11 +52,13 @@ def one(dataset: str, form: str, batch_size: str, source: Path, target: Path) ->
 
 
 def default_run() -> str:
-    """`sentiment predict`'s defaults as a run: FORM:BATCH_SIZE."""
+    """`sentiment predict`'s defaults as a run: FORM:BATCH_SIZE (the batch size params.yaml `predict` sets)."""
     from sentiment.cli import parser
+    from sentiment.config import load_params, section
+    from sentiment.serving.long_text import PredictConfig
 
     args = parser().parse_args(["predict"])
-    return f"{args.form}:{args.batch_size}"
+    return f"{args.form}:{section(PredictConfig, load_params(), 'predict').batch_size}"
 
 
 def main() -> None:

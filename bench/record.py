@@ -1,29 +1,14 @@
-"""What every benchmark record starts from: the machine it ran on (CPU model, cores, the instruction sets
-that decide speed here) and one way to save a record under docs/results/ (committed raw results, from
-which `python -m sentiment.report` generates the tables in docs/)."""
+"""The one way a benchmark saves its record: docs/results/<kind>_<name>.json (committed raw results, from
+which `python -m sentiment.report` generates the tables in docs/), or one JSON line appended to a log.
+The machine a record ran on comes from `sentiment.machine`."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 SAVED = Path("docs/results")
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, core count and which of FLAGS the CPU has (read from /proc/cpuinfo)."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
-    present = set(info.split())
-    return {"cpu": model, "cores": os.cpu_count(), "cpu_flags": [f for f in FLAGS if f in present]}
-
-
-def describe(m: dict[str, Any]) -> str:
-    """One line: 'Intel(R) Xeon(R) Processor, 2 cores, avx2 avx512_vnni amx_bf16'."""
-    return f"{m['cpu']}, {m['cores']} cores, flags: {' '.join(m['cpu_flags']) or 'none of ' + ' '.join(FLAGS)}"
 
 
 def save(kind: str, name: str, record: dict[str, Any]) -> Path:
@@ -33,3 +18,9 @@ def save(kind: str, name: str, record: dict[str, Any]) -> Path:
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"saved {path}")
     return path
+
+
+def append(path: Path, record: dict[str, Any]) -> None:
+    """Append `record` to `path` as one JSON line (sorted keys), so an interrupted study keeps what it finished."""
+    with path.open("a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")

@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from record import machine, save
+from record import save
+from sentiment.machine import machine
 
 RESULTS = Path("bench/results")
 

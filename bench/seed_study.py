@@ -8,7 +8,7 @@ split. `--baseline NAME` also prints, per other config, the mean difference from
 the seeds both ran, with its standard error: seeds pair the runs, so this separates configs with
 fewer seeds than comparing two means. Nothing in the repo is written unless `--jsonl` names a file
 (one JSON line per run, appended as runs finish). A config with `clean.drop_label_issues=true` trains
-on train without the rows the label_issues stage flagged, as the clean stage would write it.
+on train without the rows the label_issues stage flagged, as the finetune stage then does.
 
     python bench/seed_study.py sst2 --seeds 42 43 44 45 \
         --config current= --config b32=train.batch_size=32,train.learning_rate=0.00006 [--workers 4]
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import tempfile
@@ -98,24 +97,6 @@ def paired_differences(rows: list[dict[str, Any]], baseline: str) -> list[dict[s
     return out
 
 
-def without_label_issues(key: str, workdir: Path) -> None:
-    """Copy data/<key>/clean into `workdir` with the rows label_issues flags dropped from train, and work
-    there: what `clean.drop_label_issues: true` makes the clean stage write, without rerunning it."""
-    import pandas as pd
-
-    from sentiment.paths import data_dir
-
-    flagged = set(pd.read_csv(data_dir(key, "label_issues") / "issues.csv", dtype={"id": str})["id"])
-    out = workdir / data_dir(key, "clean")
-    out.mkdir(parents=True)
-    for split in ("train", "dev", "test"):
-        frame = pd.read_parquet(data_dir(key, "clean") / f"{split}.parquet")
-        if split == "train":
-            frame = frame[~frame["id"].astype(str).isin(flagged)]
-        frame.to_parquet(out / f"{split}.parquet", index=False)
-    os.chdir(workdir)
-
-
 def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: int, log_dir: str) -> dict[str, Any]:
     """One fine-tune in a temporary directory; its output goes to a log file, its scores come back."""
     import torch
@@ -128,14 +109,9 @@ def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: 
     os.dup2(fd, 1), os.dup2(fd, 2)
     params = apply_overrides(load_params(), {**overrides, "seed": seed})
     start = time.perf_counter()
-    home = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            if params["clean"].get("drop_label_issues"):
-                without_label_issues(key, Path(tmp))  # the clean stage's outputs as they would be, read from tmp
-            metrics = finetune(key, params, Path(tmp) / "out", Path(tmp) / "checkpoints")
-        finally:
-            os.chdir(home)
+        # finetune() leaves out the rows label_issues flags itself when clean.drop_label_issues is true
+        metrics = finetune(key, params, Path(tmp) / "out", Path(tmp) / "checkpoints")
     return {
         "dataset": key,
         "config": name,
@@ -172,6 +148,8 @@ def main(argv: list[str]) -> None:
     log_dir = args.logs or Path(tempfile.mkdtemp(prefix="seed_study_"))
     log_dir.mkdir(parents=True, exist_ok=True)
     print(f"{len(jobs)} runs on {args.key}, {args.workers} at a time, {threads} threads each; logs in {log_dir}", flush=True)
+    if args.jsonl:
+        from record import append  # bench/ is on sys.path when this runs as a script; tests import the module
     rows = []
     # spawn: each worker starts clean (CUDA cannot be re-initialised in a forked child)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
@@ -186,8 +164,7 @@ def main(argv: list[str]) -> None:
                 flush=True,
             )
             if args.jsonl:
-                with args.jsonl.open("a") as f:
-                    f.write(json.dumps(row, sort_keys=True) + "\n")
+                append(args.jsonl, row)
     print("mean ± SD over seeds:")
     for s in summarise(rows):
         print(

@@ -19,7 +19,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from record import describe, machine, save
+from record import save
+from sentiment.machine import describe, machine
 
 DURATION = re.compile(r"^(\d+\.\d+)s (call|setup|teardown)\s+(\S+)")
 SUMMARY = re.compile(r"=* ?(.*?) in (\d+\.\d+)s")

@@ -30,7 +30,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from sentiment.config import dataset as dataset_config
-from sentiment.config import load_params, section
+from sentiment.config import load_params, section, validated_seed
 from sentiment.data.datasets import read_clean
 from sentiment.models.classifier import load_tokenizer
 from sentiment.models.config import ModelConfig
@@ -143,13 +143,14 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     train, train_cfg = read_clean(args.dataset, "train"), section(TrainConfig, params, "train")
+    model_cfg = section(ModelConfig, params, "model")
     frame = train.sample(4000, random_state=0)
     flags = precision_flags(train_cfg.precision)
     ours_label = "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
     run = dict(params=params, dataset=args.dataset, frame=frame, steps=args.steps, warmup=args.warmup)
     ref = measure(reference=True, **run)
     ours = measure(reference=False, **run)
-    print(f"model {params['model']['name']}, {args.steps} steps x batch {train_cfg.batch_size}, {args.dataset} train rows")
+    print(f"model {model_cfg.name}, {args.steps} steps x batch {train_cfg.batch_size}, {args.dataset} train rows")
     rows = [("reference (pad to 128, random batches, fp32)", ref), (f"ours (dynamic padding, length groups, {ours_label})", ours)]
     for name, result in rows:
         print(
@@ -161,8 +162,8 @@ def main() -> None:
         f"speed-up: {ours.examples_per_second / ref.examples_per_second:.1f}x = {token_ratio:.1f}x fewer tokens per example"
         f" x {ours.tokens_per_second / ref.tokens_per_second:.2f}x more tokens/s"
     )
-    lengths = tokenize(train, load_tokenizer(section(ModelConfig, params, "model")), train_cfg.max_length)["length"]
-    epoch_tokens = epoch_tokens_per_example(lengths, train_cfg.batch_size, params["seed"])
+    lengths = tokenize(train, load_tokenizer(model_cfg), train_cfg.max_length)["length"]
+    epoch_tokens = epoch_tokens_per_example(lengths, train_cfg.batch_size, validated_seed(params))
     print(
         f"a whole epoch of all {len(lengths)} {args.dataset} train rows ({sum(lengths) / len(lengths):.1f} tokens on average)"
         f" pads to {epoch_tokens:.1f} tokens/example:"

@@ -9,10 +9,8 @@ sentiment serve --dataset <key> --port 8000              # --form auto: the fast
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,101 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment.config import UserError, load_params, section
-from sentiment.data.text import clean_text
+from sentiment.config import PARAMS_FILE, UserError, load_params, section
+from sentiment.data.text import CleanConfig, Cleaning, clean_text
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
-from sentiment.serving.forms import Form
-from sentiment.serving.inputs import lone_surrogate
-from sentiment.serving.predictor import clean_config, temperature, trained_model
+from sentiment.serving.forms import FORM_CHOICES
+from sentiment.serving.inputs import CHUNK, FORMATS, decode, iter_rows
+from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.runtime import temperature, trained_model
 from sentiment.stage import OneLineParser, fail
-
-
-def decode(raw: bytes, source: str, first_line: int = 1) -> str:
-    """UTF-8 text, or a one-line error naming the line (counted from `first_line`) with undecodable bytes."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = first_line + raw[: err.start].count(b"\n")
-        raise UserError(f"{source}: line {line} is not valid UTF-8 ({err.reason} at byte {err.start})") from None
-
-
-CHUNK = 512  # texts read, scored and written at a time: memory stays bounded whatever the input's size
-
-
-def input_format(source: str, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    if source == "-":
-        return "txt"
-    return {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(Path(source).suffix, "txt")
-
-
-def line_texts(lines: Iterator[bytes], fmt: str, text_column: str, where: str) -> Iterator[str]:
-    """Texts of a plain text (one per line) or JSONL (its text field) input, line by line."""
-    for number, raw in enumerate(lines, start=1):
-        line = decode(raw, where, number).rstrip("\r\n")
-        if fmt == "txt":
-            yield line
-        elif line.strip():
-            row = jsonl_row(line, number, where)
-            if text_column not in row:
-                raise UserError(f"{where}: line {number} has no field {text_column!r} (has {sorted(row)}); set --text-column")
-            yield "" if row[text_column] is None else str(row[text_column])
-
-
-def csv_texts(stream: Any, text_column: str, where: str) -> Iterator[str]:
-    """The text column of a CSV with a header, read CHUNK rows at a time (pandas' parser names a malformed row)."""
-    try:
-        for frame in pd.read_csv(stream, dtype=str, keep_default_na=False, chunksize=CHUNK, encoding="utf-8"):
-            if text_column not in frame.columns:
-                raise UserError(f"{where}: missing column {text_column!r} (has {list(frame.columns)}); set --text-column")
-            for text in frame[text_column]:
-                if (at := lone_surrogate(text)) is not None:
-                    raise UserError(f"{where}: {text_column!r} has a lone surrogate at character {at} (not valid Unicode)")
-                yield text
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{where}: empty CSV (expected a header line)") from None
-    except pd.errors.ParserError as err:
-        reason = str(err).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
-        raise UserError(f"{where}: malformed CSV: {reason}") from None
-    except UnicodeDecodeError as err:
-        raise UserError(f"{where}: not valid UTF-8 ({err.reason})") from None
-
-
-@contextmanager
-def open_input(source: str) -> Iterator[Any]:
-    """The input as a binary stream ('-' is stdin); a missing file is a one-line error."""
-    if source == "-":
-        yield sys.stdin.buffer
-        return
-    if not Path(source).is_file():
-        raise UserError(f"input file not found: {source}")
-    with open(source, "rb") as stream:
-        yield stream
-
-
-def iter_texts(source: str, fmt: str | None, text_column: str) -> Iterator[str]:
-    """Texts from a CSV (text column), JSONL (text field), or plain text (one per line), as they are read."""
-    fmt, where = input_format(source, fmt), "stdin" if source == "-" else source
-    with open_input(source) as stream:
-        yield from csv_texts(stream, text_column, where) if fmt == "csv" else line_texts(iter(stream), fmt, text_column, where)
-
-
-def jsonl_row(line: str, number: int, where: str) -> dict[str, Any]:
-    """One JSONL line as an object; a malformed line is an error naming it."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{where}: line {number} is not valid JSON ({err.msg} at column {err.colno})") from None
-    except RecursionError:
-        raise UserError(f"{where}: line {number} is JSON nested too deeply") from None
-    if not isinstance(row, dict):
-        raise UserError(f"{where}: line {number} is a JSON {type(row).__name__}, expected an object with a text field")
-    for field, value in row.items():
-        if isinstance(value, str) and (at := lone_surrogate(value)) is not None:
-            raise UserError(f"{where}: line {number}: {field!r} has a lone surrogate at character {at} (not valid Unicode)")
-    return row
 
 
 @contextmanager
@@ -140,28 +52,39 @@ def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
         return load_classifier(trained_model(dataset), **kwargs)
 
 
-def predictions(predictor: Any, texts: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Label one chunk of texts (empty ones skipped): the table, and counts of skipped and long rows."""
-    cfg = predictor.cleaning
-    kept = [raw for raw in texts if clean_text(raw, cfg)]
-    counts = {"skipped_empty": len(texts) - len(kept), "long": 0}
-    names = predictor.labels
-    if not kept:
-        return pd.DataFrame(columns=["text", "label", "label_id", *(f"prob_{n}" for n in names)]), counts
-    cleaned = [clean_text(t, cfg) for t in kept]
-    lengths = [len(ids) for ids in predictor.tokenizer(cleaned, truncation=False, verbose=False)["input_ids"]]
-    counts["long"] = int(sum(n > predictor.meta["max_length"] for n in lengths))
-    probs = predictor.probabilities(kept)
-    out = pd.DataFrame({"text": kept, "label": [names[i] for i in probs.argmax(1)], "label_id": probs.argmax(1)})
-    for i, name in enumerate(names):
-        out[f"prob_{name}"] = np.round(probs[:, i], 6)
-    return out, counts
+def predictions(scorer: Any, rows: list[tuple[Any, str]], reading: PredictConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One output row per input row, in order: id, text, label, label_id, a probability per label and a reason
+    (why a row has no label, or how a long one was read); and counts of empty and long rows."""
+    names = scorer.labels
+    texts = [text for _, text in rows]
+    kept = [i for i, text in enumerate(texts) if clean_text(text, scorer.cleaning)]
+    lengths = dict(zip(kept, scorer.token_counts([texts[i] for i in kept]), strict=True))
+    long = {i for i, n in lengths.items() if n > scorer.max_length}
+    probs = np.full((len(texts), len(names)), np.nan)
+    if kept:
+        probs[kept] = np.round(scorer.probabilities([texts[i] for i in kept]), 6)
+    best = np.where(np.isnan(probs).any(axis=1), -1, np.nan_to_num(probs).argmax(axis=1))
+    how = "truncated" if reading.long_text == "truncate" else "read in overlapping windows"
+    out = pd.DataFrame(
+        {
+            "id": [row_id for row_id, _ in rows],
+            "text": texts,
+            "label": [names[k] if k >= 0 else "" for k in best],
+            "label_id": pd.array([k if k >= 0 else None for k in best], dtype="Int64"),
+            **{f"prob_{name}": probs[:, j] for j, name in enumerate(names)},
+            "reason": [
+                "empty after cleaning" if k < 0 else f"longer than max_length: {how}" if i in long else ""
+                for i, k in enumerate(best)
+            ],
+        }
+    )
+    return out, {"empty": len(texts) - len(kept), "long": len(long)}
 
 
-def chunks(texts: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for text in texts:
-        chunk.append(text)
+def chunks(rows: Iterator[tuple[Any, str]], size: int) -> Iterator[list[tuple[Any, str]]]:
+    chunk: list[tuple[Any, str]] = []
+    for row in rows:
+        chunk.append(row)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -200,37 +123,48 @@ def current_umask() -> int:
     return mask
 
 
+def checkout_params() -> dict[str, Any]:
+    """params.yaml, or nothing outside a checkout."""
+    return load_params() if PARAMS_FILE.exists() else {}
+
+
+def cleaning(params: dict[str, Any]) -> Cleaning:
+    """The pipeline's light cleaning (params.yaml `clean`; its defaults outside a checkout)."""
+    return section(CleanConfig, params, "clean").light() if "clean" in params else Cleaning()
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Read, score and write CHUNK texts at a time, with a progress bar on stderr for file inputs."""
+    """Read, score and write CHUNK rows at a time, with a progress bar on stderr for file inputs."""
     from tqdm.auto import tqdm
 
-    from sentiment.serving.predictor import Predictor, predict_config
+    from sentiment.serving.runtime import FinetuneScorer
 
-    fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
     if args.input != "-":
-        for _ in iter_texts(args.input, args.input_format, args.text_column):  # a bad line is named before any work
+        for _ in iter_rows(args.input, args.input_format, args.text_column, args.id_column):  # a bad row is named first
             pass
+    params = load_params()
+    overrides = {k: v for k, v in (("long_text", args.long_text), ("batch_size", args.batch_size)) if v}
+    reading = section(PredictConfig, params, "predict").model_copy(update=overrides)
+    fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
     dataset = args.dataset or first_dataset()
-    reading = predict_config()
-    if args.long_text:
-        reading = reading.model_copy(update={"long_text": args.long_text})
     with no_loading_bar():
-        predictor = Predictor(dataset, args.form, args.batch_size, reading)
-    print(f"form {predictor.form} ({predictor.form_reason})", file=sys.stderr)
-    totals = {"skipped_empty": 0, "long": 0}
+        scorer = FinetuneScorer(dataset, args.form, cleaning(params), reading, reading.batch_size)
+    print(f"form {scorer.form} ({scorer.form_reason})", file=sys.stderr)
+    totals = {"empty": 0, "long": 0}
     size = Path(args.input).stat().st_size if args.input != "-" else None
+    rows = iter_rows(args.input, args.input_format, args.text_column, args.id_column)
     with output_stream(args.output) as out, tqdm(total=size, unit="B", unit_scale=True, desc="predict", disable=None) as bar:
         header = True
-        for chunk in chunks(iter_texts(args.input, args.input_format, args.text_column), CHUNK):
-            frame, counts = predictions(predictor, chunk)
+        for chunk in chunks(rows, CHUNK):
+            frame, counts = predictions(scorer, chunk, reading)
             out.write(rows_text(frame, fmt, header))
             header = False
             totals = {k: totals[k] + counts[k] for k in totals}
-            bar.update(sum(len(t.encode()) + 1 for t in chunk) if size else 0)
+            bar.update(sum(len(t.encode()) + 1 for _, t in chunk) if size else 0)
         if header:  # no input at all: a CSV still gets its header
-            out.write(rows_text(predictions(predictor, [])[0], fmt, header=True))
-    if totals["skipped_empty"]:
-        print(f"skipped {totals['skipped_empty']} empty lines", file=sys.stderr)
+            out.write(rows_text(predictions(scorer, [], reading)[0], fmt, header=True))
+    if totals["empty"]:
+        print(f"{totals['empty']} empty texts: no label (reason: empty after cleaning)", file=sys.stderr)
     if totals["long"] and reading.long_text == "truncate":
         print(f"warning: {totals['long']} texts were longer than the model's max_length and were truncated", file=sys.stderr)
     elif totals["long"]:
@@ -259,7 +193,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
         text = args.text
     else:
         raise UserError("give a text or --file")
-    text = clean_text(text.strip(), clean_config())
+    text = clean_text(text.strip(), cleaning(checkout_params()))
     if not text:
         raise UserError("the text is empty after cleaning")
     args.dataset = args.dataset or first_dataset()
@@ -280,7 +214,13 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"heatmap: {args.output}")
 
 
-FORM_HELP = "the model's form (auto: the fastest that passes the export stage's accuracy gate)"
+FORM_HELP = "the model's form (auto: the fastest on this CPU of those that pass the export stage's gate)"
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -289,19 +229,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label text from a CSV, JSONL, text file or stdin")
     p.add_argument("--dataset", help="whose fine-tuned model to use (a params.yaml datasets key; default: the first)")
     p.add_argument("--input", default="-", help="a .csv, .jsonl or text file (one text per line); '-' = stdin")
-    p.add_argument("--input-format", choices=["csv", "jsonl", "txt"], help="override the format guessed from the suffix")
+    p.add_argument("--input-format", choices=FORMATS, help="override the format guessed from the suffix")
     p.add_argument("--text-column", default="text", help="the text column (CSV) or field (JSONL)")
     p.add_argument("--output", default="-", help="output file (.csv or .jsonl); '-' = stdout")
     p.add_argument("--output-format", choices=["csv", "jsonl"])
-    # 16: on 2 CPU cores ONNX int8 ran full-length review windows faster in batches of 16 than of 64, at
-    # less peak memory (bench/predict_reviews.py --runs auto:64 auto:16 compares)
-    p.add_argument("--batch-size", type=int, default=16, help="texts (or windows) per model call")
-    p.add_argument(
-        "--form",
-        choices=typing.get_args(Form),
-        default="auto",
-        help="which form scores (auto: the fastest that passes export's gate)",
-    )
+    p.add_argument("--id-column", help="the id column (CSV) or field (JSONL) written with each row (default: row number)")
+    p.add_argument("--batch-size", type=positive_int, help="texts (or windows) per model call (default: predict.batch_size)")
+    p.add_argument("--form", choices=FORM_CHOICES, default="auto", help=FORM_HELP)
     p.add_argument(
         "--long-text", choices=["truncate", "chunk"], help="texts over max_length: default params.yaml predict.long_text"
     )
@@ -316,12 +250,7 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_explain)
     s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, GET /healthz, GET /v1/model")
     s.add_argument("--dataset", help="whose fine-tuned model to serve (a params.yaml datasets key; default: the first)")
-    s.add_argument(
-        "--form",
-        choices=typing.get_args(Form),
-        default="auto",
-        help="which form answers (auto: the fastest that passes export's gate)",
-    )
+    s.add_argument("--form", choices=FORM_CHOICES, default="auto", help=FORM_HELP)
     s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)

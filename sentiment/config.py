@@ -64,6 +64,16 @@ def section(model: type[S], params: dict[str, Any], name: str) -> S:
         raise UserError(f"invalid param {where}{shown}: {first['msg']}") from None
 
 
+def validated_seed(params: dict[str, Any]) -> int:
+    """params.yaml's top-level `seed` (models and resampling; split has its own), or a one-line UserError."""
+    if "seed" not in params:
+        raise UserError("params.yaml has no seed")
+    value = params["seed"]
+    if type(value) is not int or value < 0:
+        raise UserError(f"invalid param seed={value!r}: expected a non-negative integer")
+    return value
+
+
 POLARITY_OFF = "labels not declared polarity-ordered (datasets.{key}.polarity)"
 
 
@@ -72,6 +82,7 @@ class DatasetConfig(Section):
 
     source: str
     description: str | None = None  # what the texts are, for the model card ("movie-review sentences")
+    language: str | None = None  # the texts' language as an ISO 639-1 code ("en"), for the model card's Hub metadata
     text_column: str
     label_column: str
     id_column: str | None = None

@@ -16,6 +16,24 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError
+from sentiment.paths import metrics_file, results_file
+
+# the keys a stage's headline file may hold: one small vocabulary across stages keeps `dvc metrics show`
+# (one column per distinct key) and `dvc exp show` narrow
+HEADLINE_KEYS = (
+    "rows",  # rows kept (split, clean)
+    "dropped",  # rows dropped (split, clean)
+    "flagged",  # train rows flagged as likely mislabelled (label_issues)
+    "recall",  # share of the class-conditional noise planted on train that the flags find (label_issues)
+    "auroc",  # how the label-quality score ranks that planted noise against the other rows (label_issues)
+    "accuracy",  # test accuracy of the stage's model (baseline, finetune, evaluate, ablations)
+    "f1_macro",
+    "ece",  # test ECE after temperature scaling (evaluate)
+    "min_accuracy",  # the weakest slice (slices) or external set (external)
+    "comprehensiveness",  # the most faithful attribution method's (attention)
+    "agreement",  # the lowest test-label agreement with torch among the forms passing the gate (export)
+    "failure_rate",  # behavioural tests, mean over tests (behavior)
+)
 
 
 @contextmanager
@@ -70,6 +88,24 @@ def write_json(path: Path | str, obj: Any) -> None:
     """Deterministic JSON: sorted keys, floats rounded to 6 places, NaN -> null."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def write_results(key: str, stage: str, details: dict[str, Any], headline: dict[str, float | int | None]) -> None:
+    """A stage's full figures to `results_file` and its flat headline figures to `metrics_file`; neither file
+    is replaced unless both are written."""
+    unknown = sorted(set(headline) - set(HEADLINE_KEYS))
+    if unknown:
+        raise ValueError(f"headline keys {unknown} of {stage}@{key} are not in sentiment.io.HEADLINE_KEYS")
+    if any(not isinstance(v, (int, float, np.number)) or isinstance(v, bool) for v in headline.values() if v is not None):
+        raise ValueError(f"headline figures of {stage}@{key} must be numbers: {headline}")
+    with atomic_path(results_file(key, stage)) as details_tmp, atomic_path(metrics_file(key, stage)) as headline_tmp:
+        details_tmp.write_text(json.dumps(_jsonable(details), indent=2, sort_keys=True) + "\n")
+        headline_tmp.write_text(json.dumps(_jsonable(headline), indent=2, sort_keys=True) + "\n")
+
+
+def read_results(key: str, stage: str) -> dict[str, Any]:
+    """A stage's full figures (`results_file`), or a one-line error naming the stage to run."""
+    return read_json(results_file(key, stage), f"{stage}@{key}")
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> None:

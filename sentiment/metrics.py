@@ -24,7 +24,16 @@ from sklearn.metrics import (
 
 
 def f1_macro(labels: np.ndarray, preds: np.ndarray) -> float:
-    return f1_score(labels, preds, average="macro", zero_division=0)
+    return float(f1_score(labels, preds, average="macro", zero_division=0))
+
+
+def accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
+    return float(np.mean(np.asarray(labels) == np.asarray(preds)))
+
+
+def accuracy_and_f1(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+    """The two headline figures of a set of predictions: accuracy and macro-averaged F1."""
+    return {"accuracy": accuracy(labels, preds), "f1_macro": f1_macro(labels, preds)}
 
 
 def classification(labels: np.ndarray, preds: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -199,7 +208,3 @@ def mcnemar_exact(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) 
     n = a_only + b_only
     p_value = 1.0 if n == 0 else float(stats.binomtest(a_only, n, 0.5).pvalue)
     return {"a_right_b_wrong": a_only, "a_wrong_b_right": b_only, "p_value": p_value}
-
-
-def accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
-    return float(np.mean(labels == preds))

@@ -1,7 +1,8 @@
 """Where every stage reads and writes: one scheme, the same one dvc.yaml declares.
 
 data/<key>/<stage>/        a stage's cached outputs (models, predictions)
-metrics/<key>/<stage>.json a stage's metrics (committed)
+results/<key>/<stage>.json a stage's full figures (committed; what the report and cards read)
+metrics/<key>/<stage>.json a stage's headline figures, flat (committed; DVC's metrics)
 plots/<key>/<stage>/       a stage's plot data and figures (committed)
 """
 
@@ -9,9 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SOURCES = Path("data") / "sources"  # local dataset files; a dep of every split stage
+SOURCES = Path("data") / "sources"  # local dataset files, one folder per dataset
 CHECKPOINTS = Path("checkpoints")  # Trainer checkpoints while a fine-tune runs (not an output)
 LIVE = Path("dvclive")  # dvclive's live training metrics, <key>/ per fine-tune (not committed: they carry timestamps)
+
+
+def source_dir(key: str) -> Path:
+    """Where dataset `key`'s local source files live: split@<key>'s dep, so a file here reruns only that split."""
+    return SOURCES / key
 
 
 def data_dir(key: str, stage: str) -> Path:
@@ -19,7 +25,13 @@ def data_dir(key: str, stage: str) -> Path:
 
 
 def metrics_file(key: str, stage: str) -> Path:
+    """A stage's headline figures: a flat file DVC shows (`dvc metrics show`, `dvc exp show`)."""
     return Path("metrics") / key / f"{stage}.json"
+
+
+def results_file(key: str, stage: str) -> Path:
+    """A stage's full figures (every model, split, slice and form)."""
+    return Path("results") / key / f"{stage}.json"
 
 
 def plots_dir(key: str, stage: str) -> Path:

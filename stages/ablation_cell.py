@@ -6,7 +6,6 @@ python -m stages.ablation_cell <dataset key> <pretrained|scratch> <pooling> <dro
 import shutil
 import typing
 
-from sentiment.config import section
 from sentiment.io import atomic_dir, write_json
 from sentiment.models.ablation import Encoder, cell_name, cell_params
 from sentiment.models.light import LightBudget
@@ -26,7 +25,7 @@ def main(run: Run) -> None:
     a = run.args
     name = cell_name(a.encoder, a.pooling, a.dropout, a.seed)
     checkpoints = CHECKPOINTS / f"{run.key}-{name}"
-    budget = section(LightBudget, run.params, "light")
+    budget = run.section(LightBudget, "light")
     with atomic_dir(ablation_cell_dir(run.key, name)) as out:
         metrics = finetune(
             run.key,

@@ -3,16 +3,17 @@
 python -m stages.ablation_summary <dataset key>
 """
 
-from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.io import atomic_dir, write_csv, write_results
 from sentiment.models.ablation import chart, read_cells, summarise, summary_columns
-from sentiment.paths import data_dir, metrics_file, plots_dir
+from sentiment.paths import data_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
     cells = read_cells(data_dir(run.key, "ablations"), run.params)
     summary, report = summarise(cells, run.params)
-    write_json(metrics_file(run.key, "ablations"), report)
+    best = report["configs"][report["best_on_dev"]]  # its test figures: the cell picked on dev
+    write_results(run.key, "ablations", report, {"accuracy": best["test_accuracy"], "f1_macro": best["test_f1_macro"]})
     with atomic_dir(plots_dir(run.key, "ablations")) as out:
         write_csv(summary[summary_columns()], out / "summary.csv")
         write_csv(cells.sort_values(["encoder", "pooling", "dropout", "seed"]), out / "cells.csv")

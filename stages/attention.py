@@ -7,7 +7,7 @@ examples, and ERASER faithfulness of each method against a random control.
 import pandas as pd
 import torch
 
-from sentiment.config import UserError, section
+from sentiment.config import UserError
 from sentiment.data.datasets import read_clean
 from sentiment.data.text import WordLists
 from sentiment.evaluation.attribution import (
@@ -19,22 +19,22 @@ from sentiment.evaluation.attribution import (
     select_examples,
     word_strip,
 )
-from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.io import atomic_dir, write_csv, write_results
 from sentiment.models.classifier import load_classifier
-from sentiment.paths import data_dir, metrics_file, model_dir, plots_dir
+from sentiment.paths import data_dir, model_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, key, names = section(AttentionConfig, run.params, "attention"), run.key, run.labels
-    torch.manual_seed(run.params["seed"])
+    cfg, key, names = run.section(AttentionConfig, "attention"), run.key, run.labels
+    torch.manual_seed(run.seed)
     model, tokenizer, meta = load_classifier(model_dir(key), need_attention_weights=True)
     n_layers = model.encoder.config.num_hidden_layers
     if any(not -n_layers <= i < n_layers for i in cfg.layers):
         raise UserError(f"invalid param attention.layers={cfg.layers!r}: the encoder has {n_layers} layers")
     test = read_clean(key, "test")
     preds = pd.read_csv(data_dir(key, "finetune") / "finetune_test.csv", dtype={"id": str})
-    words = section(WordLists, run.params, "words").sets()
+    words = run.section(WordLists, "words").sets()
     examples = select_examples(test, preds, names, words, cfg.examples_per_category, cfg.max_words)
     rows, runs = [], {}
     with atomic_dir(plots_dir(key, "attention")) as out:
@@ -42,8 +42,10 @@ def main(run: Run) -> None:
             result = explain_example(model, tokenizer, ex.text, meta["max_length"], cfg)
             title = f"{ex.name}: true {names[ex.label]}, predicted {names[result['target']]} ({result['probs'].max():.2f})"
             attention_heatmap(out / f"{ex.name}_attention.png", result["words"], result["layers"], title)
-            for method, label in (("rollout", "rollout"), ("integrated_gradients", "integrated gradients")):
-                word_strip(out / f"{ex.name}_{method}.png", result["words"], result["scores"][method], f"{label} · {title}")
+            for name, method in METHODS.items():
+                if method.strip_figure:
+                    scores = result["scores"][name]
+                    word_strip(out / f"{ex.name}_{name}.png", result["words"], scores, f"{method.label} · {title}")
             runs[ex.name] = result["ig"]
             for pos, word in enumerate(result["words"]):
                 rows.append(
@@ -59,11 +61,12 @@ def main(run: Run) -> None:
         write_csv(examples[["name", "category", "id", "text", "label", "pred", "confidence"]], out / "examples.csv")
     frame = test.merge(preds[["id", "pred"]], on="id").sort_values("id")
     report = faithfulness_report(
-        model, tokenizer, frame["text"].tolist(), frame["pred"].astype(int).tolist(), meta["max_length"], cfg, run.params["seed"]
+        model, tokenizer, frame["text"].tolist(), frame["pred"].astype(int).tolist(), meta["max_length"], cfg, run.seed
     )
     report["integrated_gradients"]["examples"] = runs
     report["word_scores"] = "integrated gradients summed over a word's pieces; attention and rollout averaged"
-    write_json(metrics_file(key, "attention"), report)
+    best = max(report["methods"][name]["comprehensiveness"] for name in METHODS)
+    write_results(key, "attention", report, {"comprehensiveness": best})
     for name, r in report["methods"].items():
         print(f"[attention:{key}] {name}: comprehensiveness {r['comprehensiveness']:.4f} sufficiency {r['sufficiency']:.4f}")
 

@@ -7,28 +7,31 @@ import time
 
 import joblib
 
-from sentiment.config import POLARITY_OFF, section
-from sentiment.data.datasets import SKIPPED, predictions_frame, read_clean
-from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.config import POLARITY_OFF
+from sentiment.data.datasets import HELD_OUT, SKIPPED, predictions_frame, read_clean, training_rows
+from sentiment.data.text import CleanConfig
+from sentiment.io import atomic_dir, write_csv, write_json, write_results
+from sentiment.metrics import accuracy_and_f1
 from sentiment.models.baselines import (
     BaselineConfig,
     VaderModel,
     cv_table,
     grid_search,
+    label_order_correlation,
     portable,
-    scores,
     short_name,
     vader_scores,
 )
-from sentiment.paths import data_dir, metrics_file, plots_dir
+from sentiment.paths import data_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, names, key = section(BaselineConfig, run.params, "baseline"), run.labels, run.key
-    frames = {split: read_clean(key, split) for split in ("train", "dev", "test")}
+    cfg, names, key = run.section(BaselineConfig, "baseline"), run.labels, run.key
+    frames = {split: read_clean(key, split) for split in HELD_OUT}
+    frames = {"train": training_rows(key, run.section(CleanConfig, "clean").drop_label_issues), **frames}
     start = time.perf_counter()
-    search = grid_search(frames["train"], cfg, run.params["seed"], len(names))
+    search = grid_search(frames["train"], cfg, run.seed, len(names))
     print(
         f"[baseline:{key}] grid search: {len(search.cv_results_['params'])} points x {cfg.cv_folds} folds "
         f"in {time.perf_counter() - start:.0f}s; best {search.best_params_} CV F1-macro {search.best_score_:.4f}"
@@ -44,13 +47,14 @@ def main(run: Run) -> None:
     skipped = {}
     if run.dataset.polarity:  # VADER's compound score runs negative -> positive, as the labels must
         compound = {split: vader_scores(frame["text"]) for split, frame in frames.items() if split != "train"}
+        order = label_order_correlation(compound["dev"], frames["dev"]["label"].to_numpy(), key)
         vader = fitted["vader"] = VaderModel().fit(compound["dev"], frames["dev"]["label"].to_numpy(), len(names))
         calibration = "logistic calibration of the compound score, fitted on dev"
-        report["vader"] = {"thresholds": vader.thresholds, "probabilities": calibration}
+        report["vader"] = {"thresholds": vader.thresholds, "probabilities": calibration, "dev_label_spearman": order}
     else:
         skipped["vader"] = POLARITY_OFF.format(key=key)
     with atomic_dir(data_dir(key, "baseline")) as out:
-        for split in ("dev", "test"):
+        for split in HELD_OUT:
             frame, labels = frames[split], frames[split]["label"].to_numpy()
             outputs = {"tfidf_lr": predictions_frame(frame["id"], labels, model.predict_proba(frame["text_norm"]), names)}
             if "vader" in fitted:
@@ -58,14 +62,15 @@ def main(run: Run) -> None:
                 outputs["vader"]["pred"] = vader.predict(compound[split])  # the dev-tuned thresholds, not the argmax
             for name, predictions in outputs.items():
                 write_csv(predictions, out / f"{name}_{split}.csv")
-                report[name][split] = scores(labels, predictions["pred"])
+                report[name][split] = accuracy_and_f1(labels, predictions["pred"])
         joblib.dump(portable(model), out / "tfidf_lr.joblib")  # after predicting, which sets the id again
         if "vader" in fitted:
             joblib.dump(vader, out / "vader.joblib")
         if skipped:
             write_json(out / SKIPPED, skipped)
     write_csv(cv_table(search), plots_dir(key, "baseline") / "grid.csv")
-    write_json(metrics_file(key, "baseline"), {**report, "skipped": skipped} if skipped else report)
+    headline = {name: report["tfidf_lr"]["test"][name] for name in ("accuracy", "f1_macro")}
+    write_results(key, "baseline", {**report, "skipped": skipped} if skipped else report, headline)
     for name, reason in skipped.items():
         print(f"[baseline:{key}] {name}: skipped, {reason}")
     for name in fitted:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from sentiment.config import section
 from sentiment.data.datasets import read_clean
+from sentiment.data.text import CleanConfig, WordLists
 from sentiment.evaluation.behavior import (
     BehaviorConfig,
     build_cases,
@@ -19,17 +20,20 @@ from sentiment.evaluation.behavior import (
     run_test,
     skip_reason,
 )
-from sentiment.io import atomic_dir, write_csv, write_json
-from sentiment.paths import data_dir, metrics_file, plots_dir
-from sentiment.serving.scorers import deployed_scorers
+from sentiment.io import atomic_dir, write_csv, write_results
+from sentiment.paths import data_dir, plots_dir
+from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.runtime import deployed_scorers
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, key, names, seed = section(BehaviorConfig, run.params, "behavior"), run.key, run.labels, run.params["seed"]
+    cfg, key, names, seed = section(BehaviorConfig, run.params, "behavior"), run.key, run.labels, run.seed
     suite = load_suite(Path(cfg.templates))
     rows = read_clean(key, "test").sample(frac=1.0, random_state=seed)["text"].tolist()  # seeded order
-    scorers = deployed_scorers(key, run.params, names, cfg.form)
+    reading = section(PredictConfig, run.params, "predict")
+    clean, words = section(CleanConfig, run.params, "clean"), section(WordLists, run.params, "words")
+    scorers = deployed_scorers(key, cfg.form, clean, words, reading, names)
     report = {s.name: {"tests": {}} for s in scorers}
     skipped, frames, summary_rows = {}, [], []
     for number, test in enumerate(suite.tests):
@@ -39,12 +43,7 @@ def main(run: Run) -> None:
             skipped[test.name] = reason or "no case: the perturbation changes none of the rows"
             continue
         for scorer in scorers:
-
-            def score(texts, scorer=scorer):
-                out = scorer(texts)
-                return out.probabilities(scorer.temperature), out.preds
-
-            summary, frame = run_test(test, cases, score, names, cfg.tolerance)
+            summary, frame = run_test(test, cases, scorer.scaled, names, cfg.tolerance)
             report[scorer.name]["tests"][test.name] = summary
             frames.append(frame.assign(test=test.name, model=scorer.name))
             low, high = summary["ci95"]
@@ -70,7 +69,9 @@ def main(run: Run) -> None:
         .groupby(["test", "model"], sort=False)
         .head(cfg.worst)
     )
-    write_json(metrics_file(key, "behavior"), {"models": report, "skipped": skipped, "tolerance": cfg.tolerance})
+    rates = [t["failure_rate"] for t in report["finetune"]["tests"].values() if t["failure_rate"] is not None]
+    details = {"models": report, "skipped": skipped, "tolerance": cfg.tolerance}
+    write_results(key, "behavior", details, {"failure_rate": sum(rates) / len(rates) if rates else None})
     with atomic_dir(data_dir(key, "behavior")) as out:
         write_csv(cases, out / "cases.csv")
     with atomic_dir(plots_dir(key, "behavior")) as out:

@@ -6,6 +6,7 @@ python -m stages.evaluate <dataset key>
 from sentiment.config import section
 from sentiment.data.datasets import load_predictions, predictions_file, prob_columns, read_clean, skipped_models
 from sentiment.evaluation.evaluate import (
+    PRIMARY,
     EvaluateConfig,
     analysis_table,
     comparison_table,
@@ -14,10 +15,10 @@ from sentiment.evaluation.evaluate import (
     write_curves,
     write_figures,
 )
-from sentiment.evaluation.label_audit import LabelIssuesConfig, flag_test_errors
-from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.evaluation.label_audit import LabelIssuesConfig, audit_test_labels
+from sentiment.io import atomic_dir, write_csv, write_results
 from sentiment.metrics import mcnemar_exact, scale
-from sentiment.paths import data_dir, metrics_file, plots_dir
+from sentiment.paths import data_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
@@ -31,39 +32,48 @@ def main(run: Run) -> None:
         for model, stage in cfg.models.items()
         if model not in skipped
     }
-    results = {model: evaluate_model(frames, names, cfg, run.params["seed"]) for model, frames in preds.items()}
+    results = {model: evaluate_model(frames, names, cfg, run.seed) for model, frames in preds.items()}
     report = {"models": results, **({"skipped": skipped} if skipped else {})}
     test_labels = splits["test"]["label"].to_numpy()
-    baselines = [m for m in preds if m != cfg.primary]
+    baselines = [m for m in preds if m != PRIMARY]
     if baselines:
         best = max(baselines, key=lambda m: results[m]["dev"]["f1_macro"])  # chosen on dev, never on test
         report["best_baseline"] = best
-        primary_preds, best_preds = preds[cfg.primary]["test"]["pred"].to_numpy(), preds[best]["test"]["pred"].to_numpy()
-        report["mcnemar_test"] = {f"{cfg.primary}_vs_{best}": mcnemar_exact(test_labels, primary_preds, best_preds)}
+        primary_preds, best_preds = preds[PRIMARY]["test"]["pred"].to_numpy(), preds[best]["test"]["pred"].to_numpy()
+        report["mcnemar_test"] = {f"{PRIMARY}_vs_{best}": mcnemar_exact(test_labels, primary_preds, best_preds)}
 
-    frame = preds[cfg.primary]["test"]  # charts and analysis files are the primary model's, on test
-    scaled = scale(logits_of(frame, names), results[cfg.primary]["temperature"])
+    frame = preds[PRIMARY]["test"]  # charts and analysis files are the primary model's, on test
+    scaled = scale(logits_of(frame, names), results[PRIMARY]["temperature"])
+    analysis = analysis_table(splits["test"], frame, scaled, names)
+    # the test labels audited from the primary model's out-of-sample test probabilities (reporting only: the
+    # headline figures stay on every row); the suspects, lowest label quality first, for a person to read
+    flagged, suspects, report["test_label_audit"] = audit_test_labels(splits["test"], scaled, names, audit.filter_by)
+    analysis["suspect_label"] = flagged
     with atomic_dir(plots_dir(key, "evaluate")) as out:
         write_curves(out, test_labels, frame, scaled, names, cfg.ece_bins)
         write_csv(comparison_table(results), out / "comparison.csv")
+        write_csv(suspects.head(audit.shown), out / "suspect_test_labels.csv")
     with atomic_dir(plots_dir(key, "figures")) as out:
         probs = frame[prob_columns(names)].to_numpy()
         write_figures(out, test_labels, probs, scaled, frame["pred"].to_numpy(), names, cfg.ece_bins, key)
-    analysis = analysis_table(splits["test"], frame, scaled, names)
-    # the label audit's view of the test errors: which rows its rule would call mislabelled (reporting only)
-    flagged, report["label_audit"] = flag_test_errors(test_labels, scaled, analysis, audit)
-    analysis["label_issue"] = flagged
     with atomic_dir(data_dir(key, "evaluate")) as out:
         write_csv(analysis, out / "test_predictions.csv")
         errors = analysis[~analysis["correct"]].sort_values(["confidence", "id"], ascending=[False, True], kind="stable")
         write_csv(errors, out / "misclassified.csv")
-    write_json(metrics_file(key, "evaluate"), report)
+    test = results[PRIMARY]["test"]
+    headline = {"accuracy": test["accuracy"], "f1_macro": test["f1_macro"], "ece": test["calibration_scaled"]["ece"]}
+    write_results(key, "evaluate", report, headline)
     for model, r in results.items():
         t = r["test"]
         print(
             f"[evaluate:{key}] {model}: test acc {t['accuracy']:.4f} {t['ci95']['accuracy']} F1 {t['f1_macro']:.4f} "
             f"ECE {t['calibration']['ece']:.4f} -> {t['calibration_scaled']['ece']:.4f} (T={r['temperature']:.3f})"
         )
+    suspect = report["test_label_audit"]
+    print(
+        f"[evaluate:{key}] test-label audit: {suspect['suspects']} of {suspect['test_rows']} test labels suspect; "
+        f"{PRIMARY} accuracy {suspect['accuracy']:.4f} on all, {suspect['accuracy_without_suspects']:.4f} without them"
+    )
 
 
 if __name__ == "__main__":

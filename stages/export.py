@@ -1,7 +1,8 @@
-"""export: torch int8, ONNX, ONNX int8 and optimized ONNX int8 forms of the fine-tuned model, each scored on
-test like the torch fp32 model, a config.json beside them (Optimum's ORTModelForSequenceClassification loads
-the folder), and a transformers folder (`pipeline("text-classification", ...)`) with the
-temperature evaluate fitted on dev.
+"""export: every form of the fine-tuned model that sentiment.serving.forms lists (ONNX fp32, static and dynamic
+int8), each builder run once, each form scored on test at batch size 1, at `export.batch_sizes` and at the batch
+sizes serve and predict use, against torch fp32 (accuracy, F1-macro, agreement, label changes across batch sizes,
+the gate's verdict); a config.json beside them (Optimum's ORTModelForSequenceClassification loads the folder), and
+a transformers folder (`pipeline("text-classification", ...)`) with the temperature evaluate fitted on dev.
 
 python -m stages.export <dataset key>
 """
@@ -11,52 +12,53 @@ import torch
 
 from sentiment.config import section
 from sentiment.data.datasets import encode_labels, read_clean
-from sentiment.io import atomic_dir, read_json, write_csv, write_json
+from sentiment.io import atomic_dir, read_results, write_csv, write_results
 from sentiment.models.classifier import load_classifier
-from sentiment.paths import data_dir, metrics_file, model_dir
-from sentiment.serving.export import (
-    ExportConfig,
-    build_forms,
-    quantize_int8,
-    save_onnx_config,
-    score_forms,
-    serialized_mb,
-    sorted_batches,
-)
-from sentiment.serving.forms import FORM_FILES, GATE, passes_gate
+from sentiment.paths import data_dir, model_dir
+from sentiment.serving.export import BuildInputs, ExportConfig, build_forms, file_mb, save_onnx_config, score_forms
+from sentiment.serving.forms import ServedBatchSize
 from sentiment.serving.hf_classifier import save_for_transformers
+from sentiment.serving.runtime import batches_of, encode
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
     cfg, key, names = section(ExportConfig, run.params, "export"), run.key, run.labels
-    torch.manual_seed(run.params["seed"])
-    model, tokenizer, meta = load_classifier(model_dir(key))
+    served = [section(ServedBatchSize, run.params, use).batch_size for use in ("serve", "predict")]
+    torch.manual_seed(run.seed)
+    model, tokenizer, meta = load_classifier(model_dir(key), on="cpu")
     test = read_clean(key, "test")
     labels = encode_labels(test["label"], names, f"{data_dir(key, 'clean')} test")
-    batches = sorted_batches(tokenizer, test["text"].tolist(), meta["max_length"], cfg.batch_size)
+    dev = read_clean(key, "dev")["text"].tolist()[: cfg.calibration_rows]
+    calibration = batches_of(tokenizer, encode(tokenizer, dev, meta["max_length"]), cfg.batch_size)
+    batch_sizes = sorted({1, *cfg.batch_sizes, *served})
     with atomic_dir(data_dir(key, "export")) as out:
-        backends = build_forms(model, tokenizer, out)
-        sizes = {
-            "torch": serialized_mb(model),
-            "torch_int8": serialized_mb(quantize_int8(model)),
-            **{form: (out / name).stat().st_size / 2**20 for form, name in FORM_FILES.items()},
-        }
-        forms = score_forms(backends, batches, labels, sizes)
+        backends = build_forms(BuildInputs(model, tokenizer, calibration), out)
+        forms = score_forms(backends, tokenizer, test["text"].tolist(), labels, meta["max_length"], batch_sizes, cfg.gate)
+        for form, figures in forms.items():
+            figures["size_mb"] = file_mb(out, form, model)
+        columns = ["accuracy", "f1_macro", "agreement_with_torch", "max_probability_change_vs_batch_1", "passes_gate", "size_mb"]
+        write_csv(pd.DataFrame([{"form": f, **{c: v[c] for c in columns}} for f, v in forms.items()]), out / "scores.csv")
         tokenizer.save_pretrained(out / "tokenizer")
         save_onnx_config(model, names, out)
-        temperature = read_json(metrics_file(key, "evaluate"), f"evaluate@{key}")["models"]["finetune"]["temperature"]
+        temperature = read_results(key, "evaluate")["models"]["finetune"]["temperature"]
         save_for_transformers(model, tokenizer, names, temperature, out / "transformers")
-        write_csv(pd.DataFrame([{"form": f, **v} for f, v in forms.items()]), out / "scores.csv")
-    for r in forms.values():
-        r["passes_gate"] = passes_gate(r)
-    goal = f"at most {GATE * 100:.1f} points of accuracy and of F1-macro lost against the torch fp32 model"
-    write_json(metrics_file(key, "export"), {"forms": forms, "n_test": len(labels), "goal": goal})
+    gate = cfg.gate
+    goal = (
+        f"at most {gate.max_metric_loss * 100:.1f} points of accuracy and of F1-macro lost against torch fp32, "
+        f"at least {gate.min_agreement:.0%} of its test labels, at most {gate.max_label_changes} labels changed between "
+        f"batch 1 and batch sizes {batch_sizes[1:]}"
+    )
+    report = {"forms": forms, "n_test": len(labels), "batch_sizes": batch_sizes, "goal": goal}
+    passing = [r["agreement_with_torch"] for r in forms.values() if r["passes_gate"]]
+    write_results(key, "export", report, {"agreement": min(passing, default=None)})
     for form, r in forms.items():
+        changes = sum(r["label_changes_vs_batch_1"].values())
+        verdict = "passes" if r["passes_gate"] else "fails: " + "; ".join(r["gate_failures"])
         print(
             f"[export:{key}] {form}: test acc {r['accuracy']:.4f} ({r['accuracy_delta_vs_torch']:+.4f}) "
             f"F1 {r['f1_macro']:.4f} ({r['f1_macro_delta_vs_torch']:+.4f}) agreement {r['agreement_with_torch']:.4f} "
-            f"{r['size_mb']:.1f} MB"
+            f"labels changed across batch sizes {changes}, {r['size_mb']:.1f} MB; {verdict}"
         )
 
 

@@ -9,23 +9,25 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError, section
+from sentiment.data.text import CleanConfig, WordLists
 from sentiment.evaluation.external import ExternalConfig, read_set, set_metrics, summary_chart
-from sentiment.io import atomic_dir, read_json, write_csv, write_json
-from sentiment.paths import data_dir, metrics_file, plots_dir
+from sentiment.io import atomic_dir, read_results, write_csv, write_results
+from sentiment.paths import data_dir, plots_dir
 from sentiment.serving.long_text import PredictConfig
-from sentiment.serving.scorers import deployed_scorers, finetune_scorer
+from sentiment.serving.runtime import deployed_scorers
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, key, names, seed = section(ExternalConfig, run.params, "external"), run.key, run.labels, run.params["seed"]
+    cfg, key, names, seed = section(ExternalConfig, run.params, "external"), run.key, run.labels, run.seed
     if key not in cfg.sets:
         raise UserError(f"params.yaml external.sets has no entry for dataset {key!r}")
     reading = section(PredictConfig, run.params, "predict")
-    scorers = deployed_scorers(key, run.params, names, cfg.form)
+    clean, words = section(CleanConfig, run.params, "clean"), section(WordLists, run.params, "words")
+    scorers = deployed_scorers(key, cfg.form, clean, words, reading, names)
     finetune = scorers[0]
-    truncating = finetune_scorer(key, cfg.form, reading.model_copy(update={"long_text": "truncate"}), name="finetune_truncate")
-    in_domain = read_json(metrics_file(key, "evaluate"), f"evaluate@{key}")["models"]
+    truncating = finetune.reading_as(reading.model_copy(update={"long_text": "truncate"}), "finetune_truncate")
+    in_domain = read_results(key, "evaluate")["models"]
     rows = [
         {
             "set": "in-domain test",
@@ -83,7 +85,8 @@ def main(run: Run) -> None:
                     f"{[round(x, 4) for x in f['accuracy_ci95']]} (in-domain {f['in_domain_accuracy']:.4f}); "
                     f"ECE {f['ece']:.4f} -> {f['ece_scaled']:.4f} with the in-domain temperature"
                 )
-    write_json(metrics_file(key, "external"), report)
+    accuracies = [entry["models"]["finetune"]["accuracy"] for entry in report["sets"].values()]
+    write_results(key, "external", report, {"min_accuracy": min(accuracies, default=None)})
     table = pd.DataFrame(rows)
     with atomic_dir(plots_dir(key, "external")) as out:
         write_csv(table, out / "accuracy.csv")

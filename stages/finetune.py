@@ -11,9 +11,9 @@ import os
 import shutil
 from contextlib import nullcontext
 
-from sentiment.io import atomic_dir, write_csv, write_json
+from sentiment.io import atomic_dir, write_csv, write_results
 from sentiment.models.training import finetune, is_main_process
-from sentiment.paths import CHECKPOINTS, LIVE, data_dir, metrics_file, plots_dir
+from sentiment.paths import CHECKPOINTS, LIVE, data_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
@@ -29,7 +29,7 @@ def main(run: Run) -> None:
     steps, epochs = metrics.pop("curves")
     write_csv(steps, plots_dir(key, "finetune") / "train_loss.csv")
     write_csv(epochs, plots_dir(key, "finetune") / "dev_curve.csv")
-    write_json(metrics_file(key, "finetune"), metrics)
+    write_results(key, "finetune", metrics, {name: metrics["test"][name] for name in ("accuracy", "f1_macro")})
     shutil.rmtree(checkpoints, ignore_errors=True)
     dev, test = metrics["dev"], metrics["test"]
     print(

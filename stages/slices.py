@@ -6,31 +6,31 @@ for the fine-tuned model and the best baseline (chosen on dev by evaluate).
 
 import pandas as pd
 
-from sentiment.config import section
 from sentiment.data.datasets import load_predictions, predictions_file, read_clean
 from sentiment.data.text import WordLists
 from sentiment.evaluation.evaluate import EvaluateConfig
 from sentiment.evaluation.slicing import SlicesConfig, slice_masks, slice_table, top_errors, write_chart
-from sentiment.io import atomic_dir, read_json, write_csv, write_json
-from sentiment.paths import metrics_file, plots_dir
+from sentiment.io import atomic_dir, read_results, write_csv, write_results
+from sentiment.paths import plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, key, names = section(SlicesConfig, run.params, "slices"), run.key, run.labels
-    stages = section(EvaluateConfig, run.params, "evaluate").models
-    best = read_json(metrics_file(key, "evaluate"), f"evaluate@{key}").get("best_baseline")
+    cfg, key, names = run.section(SlicesConfig, "slices"), run.key, run.labels
+    stages = run.section(EvaluateConfig, "evaluate").models
+    best = read_results(key, "evaluate").get("best_baseline")
     models = {"finetune": "finetune", **({best: stages[best]} if best else {})}
     test = read_clean(key, "test")
-    masks = slice_masks(test["text"], section(WordLists, run.params, "words").sets(), cfg.length_bounds)
+    masks = slice_masks(test["text"], run.section(WordLists, "words").sets(), cfg.length_bounds)
     report, rows, errors = {}, [], []
     for model, stage in models.items():
         frame = load_predictions(predictions_file(key, stage, model, "test"), test, names)
-        table = slice_table(frame, masks, cfg.bootstrap_resamples, run.params["seed"])
+        table = slice_table(frame, masks, cfg.bootstrap_resamples, run.seed)
         report[model] = {r["slice"]: {k: v for k, v in r.items() if k != "slice"} for r in table}
         rows += [{"model": model, "slice": r["slice"], "n": r["n"], "accuracy": r["accuracy"]} for r in table]
         errors.append(top_errors(frame, test, masks, names, cfg.top_errors).assign(model=model))
-    write_json(metrics_file(key, "slices"), report)
+    scored = [r["accuracy"] for r in report["finetune"].values() if r["accuracy"] is not None]
+    write_results(key, "slices", report, {"min_accuracy": min(scored, default=None)})
     table = pd.DataFrame(rows)
     with atomic_dir(plots_dir(key, "slices")) as out:
         write_csv(table, out / "slices.csv")

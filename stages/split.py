@@ -5,18 +5,18 @@ python -m stages.split <dataset key>
 
 import sys
 
-from sentiment.config import UserError, section
+from sentiment.config import UserError
 from sentiment.data.datasets import SPLITS
 from sentiment.data.hub import load_source
 from sentiment.data.splitting import SplitConfig, drop_leaked, find_leakage, make_splits, split_report, untracked_source_warning
-from sentiment.io import write_csv, write_json, write_parquet
-from sentiment.paths import data_dir, metrics_file
+from sentiment.io import write_csv, write_parquet, write_results
+from sentiment.paths import data_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, ds = section(SplitConfig, run.params, "split"), run.dataset
-    if warning := untracked_source_warning(ds.source):
+    cfg, ds = run.section(SplitConfig, "split"), run.dataset
+    if warning := untracked_source_warning(ds.source, run.key):
         print(warning, file=sys.stderr)
     splits = make_splits(load_source(ds.source), ds, cfg)
     leaks = find_leakage(splits)
@@ -29,7 +29,11 @@ def main(run: Run) -> None:
         write_parquet(splits[name].reset_index(drop=True), out / f"{name}.parquet")
     write_csv(leaks, out / "leakage.csv")
     report = split_report(splits, leaks, dropped, ds.labels)
-    write_json(metrics_file(run.key, "split"), report)
+    headline = {
+        "rows": sum(r["rows"] for r in report["splits"].values()),
+        "dropped": sum(report["duplicates_dropped"].values()),
+    }
+    write_results(run.key, "split", report, headline)
     rows = ", ".join(f"{n}={c['rows']}" for n, c in report["splits"].items())
     print(f"[split:{run.key}] {rows}; leaked rows dropped {dropped}")
 

@@ -93,6 +93,7 @@ def tiny_params(**train) -> dict:
             "tokenizer": MINILM,
             "scratch": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
         },
+        "clean": {"drop_label_issues": False},
         "train": {
             "epochs": 8,
             "learning_rate": 0.003,
@@ -103,6 +104,7 @@ def tiny_params(**train) -> dict:
             "warmup_ratio": 0.0,
             "max_grad_norm": 1.0,
             "label_smoothing": 0.0,
+            "freeze_embeddings": False,
             "max_length": 32,
             "precision": "fp32",
             "torch_compile": False,

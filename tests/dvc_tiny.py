@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from conftest import MINILM, MIRROR, REPO
+from sentiment.stage import dataset_stages
 
 SOURCES = {
     "sst2": MIRROR / "datasets/stanfordnlp/sst2/train.parquet",
@@ -28,20 +29,9 @@ SOURCES = {
 
 
 KEYS = ("sst2", "tweets")
-PER_DATASET = (
-    "split",
-    "label_issues",
-    "clean",
-    "baseline",
-    "finetune",
-    "evaluate",
-    "slices",
-    "attention",
-    "export",
-    "behavior",
-    "external",
-    "card",
-)
+# the stages run for each tiny dataset: dvc.yaml's per-dataset stages, and external (the tiny profile keeps
+# an external set for every dataset)
+PER_DATASET = (*dataset_stages(REPO / "dvc.yaml"), "external")
 # the tiny profile's ablation grid: pooling {cls, mean} x dropout {0.1} x seed {1}, plus the scratch row
 ABLATIONS = {
     "ablation_cell@sst2-pretrained-cls-0.1-1",
@@ -98,7 +88,7 @@ def tiny_profile(params: dict, datasets: tuple[str, ...]) -> dict:
     """Small data, a hidden-32 scratch encoder, one epoch, a 2-point grid: the same stages, in seconds."""
     params["datasets"] = {key: params["datasets"][key] for key in datasets}
     for key in datasets:
-        params["datasets"][key].update(source=f"data/sources/{key}.csv", split="pooled")
+        params["datasets"][key].update(source=f"data/sources/{key}/{key}.csv", split="pooled")
     params["baseline"].update(grid={"C": [1, 4], "l1_ratio": [0.0]}, cv_folds=2, n_jobs=1)
     params["model"].update(
         name="scratch",
@@ -131,7 +121,8 @@ def make_repo(root: Path, datasets: tuple[str, ...]) -> Path:
     shutil.copytree(REPO / "data" / "external", root / "data" / "external")
     shutil.copytree(REPO / "data" / "behavior", root / "data" / "behavior")
     for key in datasets:
-        pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / f"{key}.csv", index=False)
+        (sources / key).mkdir()
+        pd.read_parquet(SOURCES[key]).sample(300, random_state=0).to_csv(sources / key / f"{key}.csv", index=False)
     params = tiny_profile(yaml.safe_load((REPO / "params.yaml").read_text()), datasets)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, sys.executable, "-m", "sentiment.report.dvc_blocks")  # the plots block for the tiny profile's datasets

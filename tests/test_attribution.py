@@ -98,3 +98,27 @@ def test_an_oracle_attribution_beats_the_random_control(in_tmp, tokenizer):
     control = faithfulness(model, examples, random, targets, fractions, tok.pad_token_id)
     assert good["comprehensiveness"] > control["comprehensiveness"]
     assert good["sufficiency"] < control["sufficiency"]
+
+
+def test_a_method_added_to_the_registry_is_scored_shown_and_checked_for_faithfulness(in_tmp, tokenizer, monkeypatch):
+    from sentiment.evaluation import attribution
+
+    write_clean(in_tmp, "toy", {"train": toy_sentiment(32, 1), "dev": toy_sentiment(16, 2), "test": toy_sentiment(16, 3)})
+    finetune("toy", tiny_params(epochs=1), in_tmp / "out", in_tmp / "ckpt")
+    model, tok, _ = load_classifier(in_tmp / "out" / "model", need_attention_weights=True)
+
+    def position(_model, _tokenizer, ids, _mask, _target, _cfg):  # a stand-in method: later tokens score higher
+        return np.arange(ids.shape[1], dtype=float), None
+
+    monkeypatch.setitem(attribution.METHODS, "position", attribution.Method(position, "sum", "position"))
+    cfg = AttentionConfig(ig_steps=2, ig_max_steps=2, faithfulness_examples=4, fractions=[0.2])
+    result = attribution.explain_example(model, tok, "a good film , not a bad one", 32, cfg)
+    assert list(result["scores"]) == list(attribution.METHODS)
+    enc = tok("a good film , not a bad one", return_offsets_mapping=True, return_tensors="pt")
+    expected = per_word(np.arange(enc["input_ids"].shape[1], dtype=float), word_groups(enc, "a good film , not a bad one"), "sum")
+    np.testing.assert_array_equal(result["scores"]["position"], expected)
+    texts = toy_sentiment(8, 5)["text"].tolist()
+    report = attribution.faithfulness_report(model, tok, texts, [0] * len(texts), 32, cfg, seed=0)
+    assert set(report["methods"]) == {*attribution.METHODS, attribution.CONTROL}
+    added, control = report["methods"]["position"], report["methods"][attribution.CONTROL]
+    assert added["beats_random_comprehensiveness"] == (added["comprehensiveness"] > control["comprehensiveness"])

@@ -87,7 +87,7 @@ def test_missing_input_file(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     result = run_stage(tmp_path, "stages.clean", "sst2")
     assert_one_line_error(result, "missing input file", "data/sst2/split")
-    assert no_outputs(tmp_path, "data/sst2/clean", "metrics/sst2/clean.json")
+    assert no_outputs(tmp_path, "data/sst2/clean", "metrics/sst2/clean.json", "results/sst2/clean.json")
 
 
 def test_missing_params_file(tmp_path):
@@ -98,7 +98,7 @@ def test_missing_column(tmp_path):
     csv_dataset(tmp_path, sentences().rename(columns={"sentence": "text"}))
     result = run_stage(tmp_path, "stages.split", "sst2")
     assert_one_line_error(result, "missing column 'sentence'")
-    assert no_outputs(tmp_path, "data/sst2/split", "metrics/sst2/split.json")
+    assert no_outputs(tmp_path, "data/sst2/split", "metrics/sst2/split.json", "results/sst2/split.json")
 
 
 def test_unknown_label(tmp_path):
@@ -144,14 +144,14 @@ def test_unknown_pooling(tmp_path):
     finetune_setup(tmp_path, pooling="max")
     result = run_stage(tmp_path, "stages.finetune", "toy")
     assert_one_line_error(result, "invalid param model.pooling='max'")
-    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "results/toy/finetune.json")
 
 
 def test_unknown_model_id_while_offline(tmp_path):
     finetune_setup(tmp_path, name="no-such-org/no-such-model")
     result = run_stage(tmp_path, "stages.finetune", "toy")
     assert_one_line_error(result, "no-such-org/no-such-model")
-    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "results/toy/finetune.json")
 
 
 def test_non_utf8_input_to_predict(tmp_path):
@@ -186,7 +186,9 @@ def test_interrupted_finetune_leaves_no_output(tmp_path):
         proc.kill()
         raise AssertionError("the fine-tune ignored Ctrl-C") from None
     assert any((tmp_path / "checkpoints").glob("*/checkpoint-*")), "training never reached a checkpoint"
-    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "plots/toy/finetune")
+    assert no_outputs(
+        tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "results/toy/finetune.json", "plots/toy/finetune"
+    )
 
 
 DATASET_STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py") if p.stem not in ("__init__", "ablation_cell", "search"))
@@ -214,7 +216,7 @@ def test_a_misspelt_or_mistyped_param_is_named(tmp_path):
     params["train"]["epochs"] = "two"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert_one_line_error(run_stage(tmp_path, "stages.finetune", "toy"), "invalid param train.epochs='two'")
-    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json")
+    assert no_outputs(tmp_path, "data/toy/finetune", "metrics/toy/finetune.json", "results/toy/finetune.json")
 
 
 def test_a_model_that_cannot_be_loaded_is_named(tmp_path, monkeypatch):
@@ -238,7 +240,15 @@ def test_malformed_jsonl_and_csv_lines_are_named(tmp_path):
     assert_one_line_error(result, "texts.jsonl: line 2: 'text' has a lone surrogate at character 0")
     (tmp_path / "texts.jsonl").write_text('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     result = run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.jsonl")
-    assert_one_line_error(result, "line 1 is JSON nested too deeply")
+    assert_one_line_error(result, "line 1 is not valid JSON (nested too deeply)")
     (tmp_path / "texts.csv").write_text('text\n"a fine film"\n"one","two"\n')
     result = run_stage(tmp_path, "sentiment.cli", "predict", "--input", "texts.csv")
     assert_one_line_error(result, "texts.csv: malformed CSV", "line 3")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_serve_refuses_an_empty_token_at_start(tmp_path, value):
+    """A token variable set but empty would turn auth off silently: refused before any model is loaded."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    result = real_command(tmp_path, "sentiment.cli", "serve", "--port", "0", env={"SENTIMENT_TOKEN": value})
+    assert_one_line_error(result, "SENTIMENT_TOKEN is set but empty")

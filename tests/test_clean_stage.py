@@ -24,7 +24,7 @@ def test_clean_stage_writes_both_columns_and_drops_train_duplicates(split_output
     train = pd.read_parquet(split_outputs / "data/sst2/clean/train.parquet")
     assert list(train.columns) == ["id", "text", "text_norm", "label"]
     assert train["text"].tolist() == ["Soo good!", "so good", "bad & sad"]
-    report = yaml.safe_load((split_outputs / "metrics/sst2/clean.json").read_text())
+    report = yaml.safe_load((split_outputs / "results/sst2/clean.json").read_text())
     assert report["train"]["rows"] == 3 and report["train"]["dropped"]["duplicate_in_train"] == 0
 
 
@@ -36,7 +36,7 @@ def test_a_split_empty_after_cleaning_fails_and_writes_nothing(split_outputs, ca
         run_stage(clean.main, clean.__doc__, argv=["sst2"])
     assert "error: split 'dev' of dataset 'sst2' is empty after cleaning" in capsys.readouterr().err
     assert not (split_outputs / "data/sst2/clean").exists()
-    assert not (split_outputs / "metrics/sst2/clean.json").exists()
+    assert not (split_outputs / "results/sst2/clean.json").exists()
 
 
 def test_missing_upstream_file_is_named(in_tmp, capsys):
@@ -44,3 +44,12 @@ def test_missing_upstream_file_is_named(in_tmp, capsys):
     with pytest.raises(SystemExit):
         run_stage(clean.main, clean.__doc__, argv=["sst2"])
     assert "error: missing input file: data/sst2/split/train.parquet" in capsys.readouterr().err
+
+
+def test_clean_never_reads_the_label_audit(split_outputs):
+    """The audit reads clean's train, so clean comes first: `clean.drop_label_issues` is the training stages' switch."""
+    params = yaml.safe_load((split_outputs / "params.yaml").read_text())
+    params["clean"]["drop_label_issues"] = True
+    (split_outputs / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(clean.main, clean.__doc__, argv=["sst2"])  # no data/sst2/label_issues, and no error
+    assert len(pd.read_parquet(split_outputs / "data/sst2/clean/train.parquet")) == 3

@@ -32,7 +32,7 @@ def test_repro_runs_every_stage_then_nothing(tiny_run):
     assert ran(output) == ALL_STAGES
     for key in KEYS:
         for name in (s for s in PER_DATASET if s != "card"):
-            assert (root / "metrics" / key / f"{name}.json").exists()
+            assert (root / "metrics" / key / f"{name}.json").exists() and (root / "results" / key / f"{name}.json").exists()
         for model in ("tfidf_lr", "vader"):  # the fitted baselines load outside the stage that wrote them
             assert hasattr(joblib.load(root / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
         card = (root / "reports" / key / "MODEL_CARD.md").read_text()
@@ -40,12 +40,12 @@ def test_repro_runs_every_stage_then_nothing(tiny_run):
         assert "Training-label audit" in card
         assert json.loads((root / "data" / key / "export" / "transformers" / "config.json").read_text())["auto_map"]
         hub = ModelCard.load(root / "reports" / key / "MODEL_CARD.md")  # the Hub's own parser reads its metadata
-        test = json.loads((root / "metrics" / key / "evaluate.json").read_text())["models"]["finetune"]["test"]
+        test = json.loads((root / "results" / key / "evaluate.json").read_text())["models"]["finetune"]["test"]
         assert hub.data.license == "apache-2.0" and hub.data.library_name == "transformers"
         accuracy, f1 = hub.data.eval_results
         assert (accuracy.metric_type, accuracy.metric_value) == ("accuracy", round(test["accuracy"], 4))
         assert (f1.metric_type, f1.metric_value) == ("f1", round(test["f1_macro"], 4))
-    ablations = json.loads((root / "metrics" / "sst2" / "ablations.json").read_text())
+    ablations = json.loads((root / "results" / "sst2" / "ablations.json").read_text())
     assert set(ablations["configs"]) == {"pretrained cls dropout 0.1", "pretrained mean dropout 0.1", "scratch cls dropout 0.1"}
     assert ablations["configs"]["pretrained cls dropout 0.1"]["test_accuracy_delta_vs_final"] == 0
     assert ran(sh(root, "dvc", "repro")) == set()
@@ -140,22 +140,30 @@ def test_an_evaluate_param_reruns_evaluate_and_what_reads_it(tiny_repo):
     rerun = {f"{s}@{k}" for s in ("evaluate", "slices", "export", "behavior", "external", "card") for k in KEYS}
     assert would_run(tiny_repo) == {f"evaluate@{k}" for k in KEYS}
     assert downstream(tiny_repo, {f"evaluate@{k}" for k in KEYS}) == rerun
-    assert ran(sh(tiny_repo, "dvc", "repro")) == rerun
+    # run for one dataset (the other's stages are the same DAG): each stage that reads evaluate's outputs reruns
+    assert ran(sh(tiny_repo, "dvc", "repro", "--downstream", "evaluate@tweets")) == {s for s in rerun if s.endswith("@tweets")}
 
 
 def test_an_edited_source_file_reruns_its_dataset_only(tiny_repo):
-    source = tiny_repo / "data" / "sources" / "tweets.csv"
+    source = tiny_repo / "data" / "sources" / "tweets" / "tweets.csv"
     source.write_text("".join(source.read_text().splitlines(keepends=True)[:-10]))  # drop 10 rows
-    # every split stage reads data/sources (external stages read data/external); only the tweets split changes
+    (tiny_repo / "data" / "sources" / "sst2" / "notes.txt").write_text("a new file beside sst2's source\n")
+    # each split stage reads its own data/sources/<key>/ alone: a file added to sst2's folder reruns split@sst2
+    # only, whose splits come out the same, so its clean does not run; tweets' edited file changes its splits,
+    # so clean@tweets runs, and after it everything of tweets (the DAG), nothing of sst2
     assert would_run(tiny_repo) == {"split@sst2", "split@tweets"}
-    assert ran(sh(tiny_repo, "dvc", "repro")) == {"split@sst2"} | {f"{s}@tweets" for s in PER_DATASET}
+    assert ran(sh(tiny_repo, "dvc", "repro", "clean@sst2", "clean@tweets")) == {"split@sst2", "split@tweets", "clean@tweets"}
+    assert downstream(tiny_repo, {"clean@tweets"}) == {f"{s}@tweets" for s in PER_DATASET} - {"split@tweets"}
+    (tiny_repo / "data" / "sources" / "tweets" / "notes.txt").write_text("a new file beside tweets' source\n")
+    pending = would_run(tiny_repo)  # a new file in tweets' folder: split@tweets (and what is still pending of tweets)
+    assert "split@tweets" in pending and not {s for s in pending if s.endswith("@sst2")}
 
 
 def test_a_clean_param_reruns_clean_and_downstream_never_split(tiny_repo):
     root = tiny_repo
     set_param(root, "clean", "lemmatize", False)  # changes text_norm, so the clean outputs change
-    # label_issues cleans train itself; behavior and external clean their own texts the same way
-    direct = {f"{s}@{k}" for s in ("label_issues", "clean", "behavior", "external") for k in KEYS}
+    # behavior and external clean their own texts the same way; label_issues reads clean's train, so it follows clean
+    direct = {f"{s}@{k}" for s in ("clean", "behavior", "external") for k in KEYS}
     assert would_run(root) == direct
     everything_after = downstream(root, direct)
     assert everything_after == ALL_STAGES - {f"split@{k}" for k in KEYS}

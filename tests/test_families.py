@@ -59,12 +59,12 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
     assert explained.encoder.config._attn_implementation == "eager"
 
     stage(evaluate)
-    scored = json.loads((tmp_path / "metrics" / "toy" / "evaluate.json").read_text())["models"]["finetune"]["test"]
-    trained_on = json.loads((tmp_path / "metrics" / "toy" / "finetune.json").read_text())["test"]
+    scored = json.loads((tmp_path / "results" / "toy" / "evaluate.json").read_text())["models"]["finetune"]["test"]
+    trained_on = json.loads((tmp_path / "results" / "toy" / "finetune.json").read_text())["test"]
     assert scored["accuracy"] == pytest.approx(trained_on["accuracy"])  # two stages, the same predictions
 
     stage(attention)
-    report = json.loads((tmp_path / "metrics" / "toy" / "attention.json").read_text())
+    report = json.loads((tmp_path / "results" / "toy" / "attention.json").read_text())
     ig = report["integrated_gradients"]
     assert ig["baseline"] == EXPECTED_BASELINE[family] and ig["unconverged"] == 0
     assert ig["relative_delta_max"] <= 0.01 or all(r["delta"] < 1e-6 for r in ig["examples"].values())
@@ -73,7 +73,7 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
         assert not words["word"].str.contains(piece_mark, regex=False).any(), f"a subword piece is shown: {piece_mark}"
 
     stage(export)
-    forms = json.loads((tmp_path / "metrics" / "toy" / "export.json").read_text())["forms"]
+    forms = json.loads((tmp_path / "results" / "toy" / "export.json").read_text())["forms"]
     assert forms["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4  # the same computation, to float32 rounding
     assert forms["onnx"]["agreement_with_torch"] == 1.0 and forms["onnx"]["accuracy_delta_vs_torch"] == 0
 

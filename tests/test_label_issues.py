@@ -1,5 +1,8 @@
-"""The training-label audit: flips are planted, found and scored; the stage writes its ranked list,
-noise matrix and metrics; clean drops the flagged rows on request; evaluate reports its view of test."""
+"""The label audit: noise is planted of two kinds and found (ranking figures and precision beside its
+ceiling), out-of-fold probabilities never come from a model that saw the row or a text containing it,
+folds keep every phrase with its sentence, the stage writes its ranked list and figures from clean's
+train, the training stages drop the flagged rows on request, evaluate audits the test labels, and a
+`train.*` experiment leaves the audit alone."""
 
 import json
 
@@ -8,117 +11,271 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, tiny_params, toy_sentiment
-from sentiment.evaluation.label_audit import LabelIssuesConfig, flag_test_errors, flip_labels, issues, precision_recall
-from sentiment.models.baselines import BaselineConfig, out_of_fold_probs
+from conftest import REPO, needs_mirror, tiny_params, toy_sentiment, write_clean
+from sentiment.config import UserError, section
+from sentiment.data.datasets import training_rows
+from sentiment.evaluation.label_audit import (
+    LabelIssuesConfig,
+    audit_test_labels,
+    estimated_joint,
+    fold_splits,
+    grouped,
+    issues,
+    natural_error_rate,
+    plant_class_conditional,
+    plant_uniform,
+    planted_report,
+    precision_ceiling,
+    ranking,
+    shaped_noise_matrix,
+    text_groups,
+)
+from sentiment.models.baselines import BaselineConfig
+from sentiment.models.out_of_fold import tfidf_probs
 from sentiment.stage import run_stage
-from stages import clean, label_issues
+from stages import label_issues
 
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+AUDIT = section(LabelIssuesConfig, PARAMS, "label_issues")
 BASELINE = BaselineConfig.model_validate(
     {
-        "tfidf": {"ngram_range": [1, 1], "min_df": 1, "max_df": 1.0, "sublinear_tf": True},
+        "tfidf": {"ngram_range": [1, 1], "min_df": 1, "max_df": 1.0, "max_features": None, "sublinear_tf": True},
+        "solver": "liblinear",
+        "n_jobs": 1,
         "max_iter": 100,
         "tol": 1e-4,
         "grid": {"C": [1]},
         "cv_folds": 2,
     }
 )
-AUDIT = LabelIssuesConfig(folds=5, tfidf_C=4.0)
 
 
-def test_flips_move_the_share_asked_to_another_class():
+def test_uniform_planting_moves_the_count_asked_among_eligible_rows_only():
     labels = np.arange(300) % 3
-    noisy, flipped = flip_labels(labels, 3, 0.1, seed=0)
-    assert flipped.sum() == 30 and (noisy[flipped] != labels[flipped]).all() and (noisy[~flipped] == labels[~flipped]).all()
-    again, _ = flip_labels(labels, 3, 0.1, seed=0)
-    assert (again == noisy).all()
+    eligible = np.arange(300) >= 30  # the first 30 rows stand for rows already flagged
+    noisy = plant_uniform(labels, 3, 27, eligible, seed=0)
+    moved = noisy != labels
+    assert moved.sum() == 27 and not moved[:30].any()
+    assert (plant_uniform(labels, 3, 27, eligible, seed=0) == noisy).all()
 
 
-def test_planted_flips_are_found_with_high_precision_and_recall():
+def test_class_conditional_planting_follows_the_noise_matrix():
+    labels = np.arange(600) % 3
+    # P(noisy | label): only neutral (1) moves, two thirds of it to negative (0), a third to positive (2)
+    matrix = np.array([[1.0, 0.2, 0.0], [0.0, 0.7, 0.0], [0.0, 0.1, 1.0]])
+    noisy = plant_class_conditional(labels, matrix, 60, np.ones(600, dtype=bool), seed=0)
+    moved = noisy != labels
+    assert moved.sum() == 60 and (labels[moved] == 1).all()
+    assert 30 <= (noisy[moved] == 0).sum() <= 50 and (noisy[moved] == 2).sum() >= 10
+
+
+def test_the_shaped_matrix_keeps_the_estimated_confusions_and_the_fraction():
+    # estimated: negative and neutral confused both ways, positive -> neutral rarely, never negative <-> positive
+    joint = np.array([[0.28, 0.04, 0.0], [0.02, 0.30, 0.01], [0.0, 0.01, 0.34]])
+    prior = np.array([0.3, 0.35, 0.35])
+    matrix = shaped_noise_matrix(joint, 0.05, prior)
+    assert np.allclose(matrix.sum(axis=0), 1)
+    assert matrix[2, 0] == 0 and matrix[0, 2] == 0
+    assert matrix[0, 1] > matrix[2, 1] > 0  # neutral moves to negative more than to positive, as estimated
+    assert (1 - np.diag(matrix)) @ prior == pytest.approx(0.05)
+
+
+def test_precision_ceiling_is_the_share_of_planted_rows_among_all_wrong_ones():
+    assert precision_ceiling(0.05, 0.0) == 1
+    # 5% planted: 0.8 needs a natural error rate of at most 1.3%
+    assert precision_ceiling(0.05, 0.013) == pytest.approx(0.8, abs=0.005)
+    assert precision_ceiling(0.05, 0.2) == pytest.approx(0.05 * 0.8 / (0.05 * 0.8 + 0.95 * 0.2))
+
+
+def test_ranking_figures_score_the_order_not_the_flags():
+    planted = np.zeros(100, dtype=bool)
+    planted[:5] = True
+    perfect = np.where(planted, 0.1, 0.9)
+    assert ranking(perfect, planted) == {"auroc": 1.0, "average_precision": 1.0, "recall_at_2x_budget": 1.0}
+    reversed_ = ranking(1 - perfect, planted)
+    assert reversed_["auroc"] == 0 and reversed_["recall_at_2x_budget"] == 0
+    report = planted_report(planted.copy(), perfect, planted, natural_rate=0.0)
+    assert report["precision"] == report["recall"] == report["precision_to_ceiling"] == 1
+
+
+def test_planted_noise_on_separable_data_is_found_and_ranked_first():
+    """The goal's thresholds, on data with no natural noise: AUROC at least 0.95 and recall at least 0.8."""
     train = toy_sentiment(400, seed=4)
-    noisy, flipped = flip_labels(train["label"].to_numpy(), 2, 0.05, seed=1)
-    probs = out_of_fold_probs(train["text_norm"], noisy, BASELINE, AUDIT.tfidf_C, AUDIT.folds, 0, 2)
-    flagged, quality = issues(noisy, probs, AUDIT)
-    scored = precision_recall(flagged, flipped)
-    assert scored["flipped"] == 20
-    assert scored["precision"] >= 0.8 and scored["recall"] >= 0.8, scored
-    assert quality[flipped].mean() < quality[~flipped].mean()
+    labels = train["label"].to_numpy()
+    folds = fold_splits(labels, None, AUDIT.folds, 0)
+    given_flags, _ = issues(labels, tfidf_probs(train["text_norm"], labels, BASELINE, 4.0, folds, 0, 2), AUDIT.filter_by)
+    assert given_flags.mean() < 0.02  # clean labels: next to nothing flagged
+    matrix = np.array([[0.9, 0.0], [0.1, 1.0]])  # class-conditional: only negatives turn positive
+    for noisy in (
+        plant_uniform(labels, 2, 20, ~given_flags, seed=1),
+        plant_class_conditional(labels, matrix, 20, ~given_flags, seed=1),
+    ):
+        probs = tfidf_probs(train["text_norm"], noisy, BASELINE, 4.0, folds, 0, 2)
+        flagged, quality = issues(noisy, probs, AUDIT.filter_by)
+        scored = planted_report(flagged, quality, noisy != labels, natural_error_rate(estimated_joint(labels, probs)))
+        assert scored["planted"] == 20
+        assert scored["auroc"] >= 0.95 and scored["recall"] >= 0.8 and scored["recall_at_2x_budget"] >= 0.9, scored
+        assert scored["precision"] >= 0.8 * scored["precision_ceiling"], scored
 
 
-def test_test_errors_the_rule_calls_mislabelled_are_counted_and_only_reported():
-    labels = np.array([0, 1] * 20)
+def sst2_like() -> pd.DataFrame:
+    """Two sentences with their phrases (one phrase in both), and a text that only shares a word's letters."""
+    texts = [
+        "a gorgeous , witty , seductive movie .",
+        "witty",
+        "gorgeous , witty",
+        "seductive movie",
+        "the plot is witty but thin",
+        "but thin",
+        "goodness",
+        "good",
+    ]
+    return pd.DataFrame({"id": [f"p{i}" for i in range(len(texts))], "text": texts, "label": [1, 1, 1, 1, 0, 0, 1, 1]})
+
+
+def test_a_phrase_belongs_to_the_longest_text_that_contains_it():
+    groups = text_groups(sst2_like()["text"].tolist())
+    # "witty" is in both sentences: the longer one (7 words) takes it; "good" is not a word of "goodness"
+    assert groups.tolist() == [0, 0, 0, 0, 4, 4, 6, 7]
+    assert text_groups(["Witty", "A  WITTY movie"]).tolist() == [1, 1]  # case and spacing do not matter
+
+
+def test_grouped_folds_keep_every_phrase_with_its_sentence():
+    rng = np.random.default_rng(0)
+    sentences = [" ".join(rng.choice(["w" + str(i) for i in range(200)], 8)) + f" s{n}" for n in range(60)]
+    rows = []
+    for n, sentence in enumerate(sentences):
+        words = sentence.split()
+        rows += [{"text": sentence, "label": n % 2}] + [{"text": " ".join(words[a:]), "label": n % 2} for a in range(1, 6)]
+    frame = pd.DataFrame(rows).drop_duplicates("text").reset_index(drop=True)
+    groups = text_groups(frame["text"].tolist())
+    assert grouped(AUDIT.model_copy(update={"group_folds": "auto"}), groups)
+    sentence_of = {i: frame["text"][i].split()[-1] for i in range(len(frame))}
+    assert all(sentence_of[i] == sentence_of[g] for i, g in enumerate(groups))  # a phrase's group is its sentence
+    for fit, held in fold_splits(frame["label"].to_numpy(), groups, 5, seed=0):
+        assert not set(groups[fit]) & set(groups[held])
+    assert not grouped(AUDIT.model_copy(update={"group_folds": "auto"}), np.arange(100))
+    assert not grouped(AUDIT.model_copy(update={"group_folds": False}), groups)
+
+
+def test_out_of_fold_probabilities_never_come_from_a_model_that_saw_the_row():
+    """Each row is its own word with a random label: a model that memorises fits every row in sample, so any
+    leak of a held-out row into its fold's fit would show as accuracy near 1; out of fold it is chance."""
+    rng = np.random.default_rng(0)
+    texts = pd.Series([f"row{i} common" for i in range(400)])
+    labels = rng.integers(0, 2, 400)
+    memoriser = BASELINE.model_copy(update={"max_iter": 1000})
+    in_sample = tfidf_probs(texts, labels, memoriser, 1e4, [(np.arange(400), np.arange(400))], 0, 2)
+    assert (in_sample.argmax(axis=1) == labels).mean() == 1
+    out_of_fold = tfidf_probs(texts, labels, memoriser, 1e4, fold_splits(labels, None, 5, 0), 0, 2)
+    assert abs((out_of_fold.argmax(axis=1) == labels).mean() - 0.5) < 0.1
+
+
+def test_grouped_folds_stop_a_sentence_leaking_through_its_phrases():
+    """Rows of one group share a word and a random label: ungrouped folds leak the label through the group's
+    other rows (accuracy near 1); grouped folds do not (chance)."""
+    rng = np.random.default_rng(1)
+    group_labels = rng.integers(0, 2, 80)
+    texts = pd.Series([f"sentence{g} " + " ".join(["x"] * k) for g in range(80) for k in range(5)])
+    labels = np.repeat(group_labels, 5)
+    groups = text_groups(texts.tolist())
+    accuracy = {}
+    for name, by in (("ungrouped", None), ("grouped", groups)):
+        probs = tfidf_probs(texts, labels, BASELINE, 4.0, fold_splits(labels, by, 5, 0), 0, 2)
+        accuracy[name] = (probs.argmax(axis=1) == labels).mean()
+    assert accuracy["ungrouped"] > 0.95 and abs(accuracy["grouped"] - 0.5) < 0.15, accuracy
+
+
+def test_test_labels_the_model_confidently_disputes_are_suspects_beside_the_headline():
+    test = pd.DataFrame({"id": [f"t{i}" for i in range(40)], "text": [f"text {i}" for i in range(40)], "label": [0, 1] * 20})
+    labels = test["label"].to_numpy()
     probs = np.where(labels[:, None] == np.arange(2), 0.9, 0.1)
-    probs[[0, 1]] = probs[[0, 1]][:, ::-1]  # two confident errors: labels the model confidently disputes
-    analysis = pd.DataFrame(
-        {"id": [str(i) for i in range(40)], "confidence": probs.max(axis=1), "correct": probs.argmax(axis=1) == labels}
-    )
-    flagged, view = flag_test_errors(labels, probs, analysis, AUDIT.model_copy(update={"top_errors": 5}))
-    assert flagged[[0, 1]].all() and not flagged[2:].any()
-    assert view["top_confident_errors"] == 2 and view["top_confident_errors_flagged"] == 2
+    probs[[0, 1]] = probs[[0, 1]][:, ::-1]  # two labels the model confidently disputes
+    probs[2] = [0.45, 0.55]  # an unsure error
+    flagged, suspects, report = audit_test_labels(test, probs, ["negative", "positive"], AUDIT.filter_by)
+    assert flagged[[0, 1]].all() and not flagged[3:].any()
+    assert report["accuracy"] == pytest.approx(37 / 40)
+    assert report["accuracy_without_suspects"] == pytest.approx(37 / (40 - report["suspects"]))
+    assert suspects["id"].tolist()[:2] == ["t0", "t1"] or suspects["id"].tolist()[:2] == ["t1", "t0"]
+    assert set(suspects.columns) == {"id", "text", "given_label", "suggested_label", "label_quality"}
 
 
 @pytest.fixture
-def split_with_flips(in_tmp):
-    """params.yaml for the toy dataset and its split outputs, with 5% of train flipped."""
+def clean_with_flips(in_tmp):
+    """params.yaml for the toy dataset and clean's outputs, with 5% of train flipped."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["datasets"] = tiny_params()["datasets"]
     params["baseline"]["n_jobs"] = 1
     params["label_issues"].update(inject_fraction=0.05, shown=5)
     (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
-    out = in_tmp / "data" / "toy" / "split"
-    out.mkdir(parents=True)
-    train = toy_sentiment(400, seed=5).drop(columns="text_norm")
+    train = toy_sentiment(400, seed=5).drop_duplicates("text").reset_index(drop=True)
     train["id"] = [f"t{i}" for i in range(len(train))]
-    noisy, flipped = flip_labels(train["label"].to_numpy(), 2, 0.05, seed=9)
-    train = train.assign(label=noisy).drop_duplicates("text")
-    train.to_parquet(out / "train.parquet")
-    for split, seed in (("dev", 6), ("test", 7)):
-        toy_sentiment(40, seed).drop(columns="text_norm").to_parquet(out / f"{split}.parquet")
-    return in_tmp, set(train["id"][flipped[train.index]])
+    labels = train["label"].to_numpy()
+    noisy = plant_uniform(labels, 2, round(0.05 * len(train)), np.ones(len(train), dtype=bool), seed=9)
+    write_clean(in_tmp, "toy", {"train": train.assign(label=noisy), "dev": toy_sentiment(40, 6), "test": toy_sentiment(40, 7)})
+    return in_tmp, set(train["id"][noisy != labels])
 
 
-def test_the_stage_ranks_the_planted_flips_and_clean_drops_them_on_request(split_with_flips):
-    root, planted = split_with_flips
+def test_the_stage_ranks_the_flips_and_scores_both_kinds_of_planted_noise(clean_with_flips):
+    root, flipped = clean_with_flips
     run_stage(label_issues.main, label_issues.__doc__, argv=["toy"])
     ranked = pd.read_csv(root / "data/toy/label_issues/issues.csv", dtype={"id": str})
     assert list(ranked.columns) == ["id", "text", "given_label", "suggested_label", "label_quality"]
     assert ranked["label_quality"].is_monotonic_increasing
-    assert len(set(ranked["id"]) & planted) >= 0.8 * len(planted) and len(set(ranked["id"]) & planted) >= 0.8 * len(ranked)
+    found = len(set(ranked["id"]) & flipped)
+    assert found >= 0.8 * len(flipped) and found >= 0.8 * len(ranked)
     assert len(pd.read_csv(root / "plots/toy/label_issues/top_issues.csv")) == 5
     assert (root / "plots/toy/label_issues/noise_matrix.png").stat().st_size > 1000
-    report = json.loads((root / "metrics/toy/label_issues.json").read_text())
-    assert report["flagged"] == len(ranked) and set(report["per_class"]) == {"negative", "positive"}
+    report = json.loads((root / "results/toy/label_issues.json").read_text())
+    headline = json.loads((root / "metrics/toy/label_issues.json").read_text())
+    assert headline["flagged"] == report["flagged"] == len(ranked) and set(report["per_class"]) == {"negative", "positive"}
     joint = report["joint_given_true"]
     assert abs(sum(v for row in joint.values() for v in row.values()) - 1) < 1e-6
-    assert report["injected"]["flipped"] == round(0.05 * report["rows_audited"])
+    assert report["natural_error_rate"] == pytest.approx(1 - joint["negative"]["negative"] - joint["positive"]["positive"])
+    assert not report["grouped_folds"]  # toy texts do not contain one another often enough for `auto`
+    for kind in ("uniform", "class_conditional"):
+        planted = report["planted"][kind]
+        assert planted["planted"] == round(0.05 * report["rows_audited"]), kind
+        assert planted["auroc"] >= 0.9 and planted["recall_at_2x_budget"] >= 0.8, (kind, planted)
+        assert planted["precision_to_ceiling"] == pytest.approx(planted["precision"] / planted["precision_ceiling"])
+    assert "precision_beyond_natural_issues" not in json.dumps(report)
+    cc = report["planted"]["class_conditional"]
+    assert headline == {"flagged": report["flagged"], "auroc": cc["auroc"], "recall": cc["recall"]}
 
-    run_stage(clean.main, clean.__doc__, argv=["toy"])
-    assert len(pd.read_parquet(root / "data/toy/clean/train.parquet")) == report["rows_audited"]
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["clean"]["drop_label_issues"] = True
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage(clean.main, clean.__doc__, argv=["toy"])
-    kept = pd.read_parquet(root / "data/toy/clean/train.parquet")
-    assert len(kept) == report["rows_audited"] - len(ranked) and not set(kept["id"]) & set(ranked["id"])
-    assert json.loads((root / "metrics/toy/clean.json").read_text())["train"]["dropped"]["label_issue"] == len(ranked)
 
-
-def test_dropping_without_the_audit_names_the_missing_file(split_with_flips, capsys):
-    root, _ = split_with_flips
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["clean"]["drop_label_issues"] = True
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(SystemExit):
-        run_stage(clean.main, clean.__doc__, argv=["toy"])
-    assert "error: missing input file: data/toy/label_issues/issues.csv" in capsys.readouterr().err
-    assert not (root / "data/toy/clean").exists()
+def test_training_rows_drop_the_flagged_rows_only_when_asked(clean_with_flips):
+    root, _ = clean_with_flips
+    with pytest.raises(UserError, match="missing input file: data/toy/label_issues/issues.csv"):
+        training_rows("toy", drop_label_issues=True)
+    run_stage(label_issues.main, label_issues.__doc__, argv=["toy"])
+    flagged = set(pd.read_csv(root / "data/toy/label_issues/issues.csv", dtype={"id": str})["id"])
+    everything = training_rows("toy", drop_label_issues=False)
+    kept = training_rows("toy", drop_label_issues=True)
+    assert len(everything) == len(pd.read_parquet(root / "data/toy/clean/train.parquet"))
+    assert len(kept) == len(everything) - len(flagged) and not set(kept["id"]) & flagged
 
 
 def test_encoder_out_of_fold_probabilities_come_from_models_that_never_saw_the_row(tokenizer):
-    from sentiment.models.training import out_of_fold_probs as encoder_out_of_fold
+    from sentiment.models.config import ModelConfig
+    from sentiment.models.out_of_fold import encoder_probs
+    from sentiment.models.training import TrainConfig
 
+    params = tiny_params(epochs=6)
     train = toy_sentiment(96, seed=8)
     labels = train["label"].to_numpy()
-    probs = encoder_out_of_fold(train["text"], labels, tiny_params(epochs=6), folds=2, n_classes=2)
+    model_cfg, train_cfg = ModelConfig.model_validate(params["model"]), TrainConfig.model_validate(params["train"])
+    probs = encoder_probs(train["text"], labels, model_cfg, train_cfg, fold_splits(labels, None, 2, 7), 7, 2)
     assert probs.shape == (96, 2) and np.allclose(probs.sum(axis=1), 1)
     assert (probs.argmax(axis=1) == labels).mean() >= 0.9  # the toy task is learnable from the other fold
+
+
+@needs_mirror
+@pytest.mark.slow
+@pytest.mark.xdist_group("dvc")
+def test_a_train_experiment_does_not_rerun_the_audit(tiny_repo):
+    from dvc_tiny import KEYS, set_param, would_run
+
+    set_param(tiny_repo, "train", "learning_rate", 0.001)
+    changed = would_run(tiny_repo)
+    assert {f"finetune@{k}" for k in KEYS} <= changed
+    assert not {s for s in changed if s.startswith("label_issues@")}

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from sentiment.serving.long_text import PredictConfig, mean_per_text, windows
 
-CHUNK = PredictConfig(long_text="chunk", window_overlap=0.25)
-TRUNCATE = PredictConfig(long_text="truncate")
+CHUNK = PredictConfig(long_text="chunk", window_overlap=0.25, batch_size=8)
+TRUNCATE = PredictConfig(long_text="truncate", batch_size=8)
 
 
 def test_short_texts_give_one_window_each_the_same_as_truncation(tokenizer):
@@ -41,14 +41,17 @@ def test_mean_per_text_averages_each_texts_windows():
 
 def test_overlap_is_validated():
     with pytest.raises(ValidationError):
-        PredictConfig(window_overlap=0.6)
-    assert PredictConfig(window_overlap=0.0).stride(128) == 0
+        PredictConfig(window_overlap=0.6, batch_size=8)
+    with pytest.raises(ValidationError):
+        PredictConfig(batch_size=0)
+    assert PredictConfig(window_overlap=0.0, batch_size=8).stride(128) == 0
 
 
-def test_predictor_chunk_equals_truncate_on_short_texts_and_averages_long_ones(saved_model):
-    from sentiment.serving.predictor import Predictor
+def test_the_scorer_in_chunk_mode_equals_truncate_on_short_texts_and_averages_long_ones(saved_model):
+    from sentiment.data.text import Cleaning
+    from sentiment.serving.runtime import FinetuneScorer
 
-    chunk, truncate = Predictor("toy", "torch", 8, CHUNK), Predictor("toy", "torch", 8, TRUNCATE)
+    chunk, truncate = (FinetuneScorer("toy", "torch", Cleaning(), reading, 8) for reading in (CHUNK, TRUNCATE))
     short = ["a lovely film", "dull", "not bad"]
     assert np.allclose(chunk.logits(short), truncate.logits(short), atol=1e-6)
     long = " ".join(["good"] * 10 + ["bad"] * 30)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -101,3 +103,53 @@ def test_classification_reports_positive_f1_for_binary():
     out = classification(np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), ["neg", "pos"])
     assert out["accuracy"] == 0.75 and out["f1_positive"] == pytest.approx(2 / 3)
     assert out["confusion"] == [[2, 0], [1, 1]]
+
+
+def test_write_results_writes_the_details_and_a_flat_headline(tmp_path, monkeypatch):
+    from sentiment.io import write_results
+    from sentiment.paths import metrics_file, results_file
+
+    monkeypatch.chdir(tmp_path)
+    details = {"models": {"finetune": {"test": {"accuracy": np.float64(0.8512345678)}}}, "note": "x"}
+    write_results("toy", "evaluate", details, {"accuracy": 0.8512345678, "ece": None})
+    assert json.loads(results_file("toy", "evaluate").read_text()) == {
+        "models": {"finetune": {"test": {"accuracy": 0.851235}}},
+        "note": "x",
+    }
+    assert json.loads(metrics_file("toy", "evaluate").read_text()) == {"accuracy": 0.851235, "ece": None}
+
+
+@pytest.mark.parametrize(
+    "headline, message",
+    [({"test_accuracy": 0.9}, "not in sentiment.io.HEADLINE_KEYS"), ({"accuracy": {"test": 0.9}}, "must be numbers"),
+     ({"accuracy": "0.9"}, "must be numbers"), ({"accuracy": True}, "must be numbers")],
+)  # fmt: skip
+def test_write_results_refuses_a_headline_outside_the_vocabulary_and_writes_nothing(tmp_path, monkeypatch, headline, message):
+    from sentiment.io import write_results
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        write_results("toy", "evaluate", {"a": 1}, headline)
+    assert not any(tmp_path.rglob("*.json"))
+
+
+def test_write_results_leaves_neither_file_when_the_details_cannot_be_written(tmp_path, monkeypatch):
+    from sentiment.io import write_results
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError):
+        write_results("toy", "evaluate", {"a": object()}, {"accuracy": 0.9})
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_committed_metrics_files_hold_only_flat_headline_figures():
+    from conftest import REPO
+    from sentiment.io import HEADLINE_KEYS
+
+    files = sorted((REPO / "metrics").glob("*/*.json"))
+    assert files
+    for path in files:
+        headline = json.loads(path.read_text())
+        assert set(headline) <= set(HEADLINE_KEYS), path
+        assert all(v is None or isinstance(v, (int, float)) for v in headline.values()), path
+        assert (REPO / "results" / path.parent.name / path.name).exists(), f"{path} has no results file beside it"

@@ -21,10 +21,10 @@ def test_readme_is_short():
     assert len((REPO / "README.md").read_bytes()) <= 15 * 1024
 
 
-def test_report_reads_metrics(tmp_path):
+def test_report_reads_results(tmp_path):
     (tmp_path / "params.yaml").write_text("datasets:\n  sst2: {}\n  tweets: {}\n")  # the report lists these, in order
-    metrics = tmp_path / "metrics" / "sst2"
-    metrics.mkdir(parents=True)
+    results = tmp_path / "results" / "sst2"
+    results.mkdir(parents=True)
     figures = {"accuracy": 0.9, "f1_macro": 0.89, "calibration": {"ece": 0.05}, "calibration_scaled": {"ece": 0.01}}
     evaluate = {
         "models": {
@@ -35,7 +35,9 @@ def test_report_reads_metrics(tmp_path):
             }
         }
     }
-    (metrics / "evaluate.json").write_text(json.dumps(evaluate))
+    (results / "evaluate.json").write_text(json.dumps(evaluate))
+    (tmp_path / "metrics" / "sst2").mkdir(parents=True)  # headline figures only: the report does not read them
+    (tmp_path / "metrics" / "sst2" / "evaluate.json").write_text(json.dumps({"accuracy": 0.1}))
     text = updated_readme(f"intro\n{START}\nold\n{END}\noutro\n", tmp_path)
     rows = [" ".join(line.split()) for line in text.splitlines()]  # to_markdown pads cells to the column width
     assert "| sst2 | finetune | 0.9000 [0.8800, 0.9200] | 0.8900 [0.8700, 0.9100] | 0.0500 → 0.0100 | — |" in rows

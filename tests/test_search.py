@@ -12,14 +12,16 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_params, toy_sentiment, write_clean
+from sentiment.models import search
 from sentiment.models.light import LightBudget, with_overrides
 from sentiment.stage import run_stage
-from stages import search
 
 SEARCH = {
     "sampler": "grid",
     "trials": 10,
     "seed": 0,
+    "storage": "sqlite:///search/optuna.db",
+    "study": None,
     "grid": {"learning_rate": [0.001, 0.003], "dropout": [0.0]},
     "random": {"learning_rate": [0.0005, 0.005], "dropout": [0.0, 0.2]},
 }
@@ -27,7 +29,7 @@ LIGHT = {"epochs": 2, "train_fraction": 0.5, "max_length": 24}
 
 
 def main(argv):
-    run_stage(search.main, search.__doc__, arguments=search.arguments, argv=argv)
+    run_stage(search.main, search.USAGE, arguments=search.arguments, argv=argv)
 
 
 @pytest.fixture
@@ -105,7 +107,7 @@ def postgres_url():
 
 
 def search_command(repo, *argv) -> list[str]:
-    return [sys.executable, "-m", "stages.search", "toy", *argv]
+    return [sys.executable, "-m", "sentiment.models.search", "toy", *argv]
 
 
 def readme_search_command() -> list[str]:
@@ -113,8 +115,8 @@ def readme_search_command() -> list[str]:
     block = re.search(r"<!-- shared-search -->\n```bash\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
     assert block, "README.md has no shared-search block"
     words = block.group(1).split()
-    assert words[:3] == ["python", "-m", "stages.search"]
-    return [sys.executable, "-m", "stages.search", "toy", *words[4:]]
+    assert words[:3] == ["python", "-m", "sentiment.models.search"]
+    return [sys.executable, "-m", "sentiment.models.search", "toy", *words[4:]]
 
 
 def run_env() -> dict[str, str]:

@@ -1,11 +1,14 @@
 """`sentiment serve` on a tiny model: the same answers as `sentiment predict`, concurrent requests batched
 and returned complete and in order, a lone request run at once, a full queue a 503, every bad input a
-one-line 4xx while the server goes on serving, Prometheus metrics, the bearer token, and SIGTERM lets an
-in-flight request finish."""
+one-line 4xx while the server goes on serving (huge integers, bodies over the limit chunked or not), a
+model error a counted 500 after which the server goes on, /readyz loading until the warm-up call has
+answered, a cap on connections, quiet client disconnects, Prometheus metrics, the bearer token, the TEI
+route through huggingface_hub's real client, and SIGTERM lets an in-flight request finish."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -13,45 +16,114 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from conftest import REPO
 from sentiment.cli import main as cli
-from sentiment.serving.predictor import Predictor
-from sentiment.serving.server import ContinuousBatcher, QueueFull, ServeConfig, create_app, model_info
+from sentiment.config import load_params
+from sentiment.serving.server import (
+    ContinuousBatcher,
+    QueueFull,
+    ServeConfig,
+    create_app,
+    load_scorer,
+    model_info,
+    uvicorn_config,
+)
 
 TEXTS = ["a good great film", "bad awful plot", "the story", "lovely , wonderful , excellent acting", "dreadful"]
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 @pytest.fixture
 def served(saved_model):
     in_tmp = saved_model
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     return in_tmp
 
 
-def app_for(key="toy", token=None, **limits):
-    cfg = ServeConfig(**limits)
-    predictor = Predictor(key, "torch", cfg.batch_size)
-    return create_app(predictor, cfg, model_info(key, predictor), token)
+def serve_config(**limits) -> ServeConfig:
+    """params.yaml's `serve`, with `limits` in place of its values."""
+    return ServeConfig(**{**PARAMS["serve"], **limits})
 
 
-async def calls(app, requests: list[tuple[str, str, bytes | None]]) -> list[httpx.Response]:
-    """Send the requests concurrently to the app (its lifespan, and so its batcher, running)."""
+def scorer_for(cfg: ServeConfig, key: str = "toy"):
+    return load_scorer(key, "torch", cfg, load_params())
+
+
+def app_for(key="toy", token=None, scorer=None, **limits):
+    cfg = serve_config(**limits)
+    scorer = scorer or scorer_for(cfg, key)
+    return create_app(scorer, cfg, model_info(key, scorer), token)
+
+
+async def until_ready(client: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 60
+    while (await client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, "the warm-up call never answered"
+        await asyncio.sleep(0.01)
+
+
+async def calls(app, requests: list[tuple[str, str, bytes | None]], headers=None) -> list[httpx.Response]:
+    """Send the requests concurrently to the app (its lifespan, and so its batcher, running) once it is ready."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await asyncio.gather(*(client.request(m, url, content=body) for m, url, body in requests))
+            await until_ready(client)
+            return await asyncio.gather(*(client.request(m, url, content=body, headers=headers) for m, url, body in requests))
 
 
 def post(texts) -> tuple[str, str, bytes]:
     return ("POST", "/v1/predict", json.dumps({"texts": texts}).encode())
+
+
+def metric_samples(exposition: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(exposition) for s in f.samples
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def real_server(app, cfg: ServeConfig):
+    """The app on uvicorn on a free loopback port, as `sentiment serve` runs it (uvicorn_config), in a thread;
+    uvicorn's log records propagate (caplog sees them). Yields the base URL once the port is open."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, cfg, "127.0.0.1", port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the warm-up call never answered"
+        time.sleep(0.01)
 
 
 def test_answers_equal_sentiment_predicts(served, capsys):
@@ -69,7 +141,7 @@ def test_answers_equal_sentiment_predicts(served, capsys):
 
 
 def test_concurrent_requests_come_back_complete_and_in_order(served):
-    alone = Predictor("toy", "torch").answers(TEXTS)
+    alone = scorer_for(serve_config()).answers(TEXTS)
     requests = [post([TEXTS[i % 5], TEXTS[(i + 2) % 5]]) for i in range(40)]
     responses = asyncio.run(calls(app_for(max_batch=16), requests))
     for i, response in enumerate(responses):
@@ -80,14 +152,13 @@ def test_concurrent_requests_come_back_complete_and_in_order(served):
 def test_a_round_runs_in_length_sorted_calls_of_serve_batch_size(served):
     """The server's predictor cuts a round's texts into serve.batch_size calls by length, so a long text
     does not pad the short ones; the answers are those of one call."""
-    cfg = ServeConfig(batch_size=2)
-    predictor = Predictor("toy", "torch", cfg.batch_size)
-    run, shapes = predictor.run, []
-    predictor.run = lambda ids, mask: shapes.append(ids.shape) or run(ids, mask)
-    got = predictor.answers(TEXTS)
+    scorer = scorer_for(serve_config(batch_size=2))
+    run, shapes = scorer.run, []
+    scorer.run = lambda ids, mask: shapes.append(ids.shape) or run(ids, mask)
+    got = scorer.answers(TEXTS)
     assert [rows for rows, _ in shapes] == [2, 2, 1]
     assert [length for _, length in shapes] == sorted(length for _, length in shapes)
-    whole = Predictor("toy", "torch", len(TEXTS)).answers(TEXTS)
+    whole = scorer_for(serve_config(batch_size=len(TEXTS))).answers(TEXTS)
     assert [a["label"] for a in got] == [a["label"] for a in whole]
 
 
@@ -136,76 +207,291 @@ def test_a_full_queue_is_a_503_with_retry_after_and_the_server_goes_on(served):
     assert after.status_code == 200
 
 
-def test_metrics_after_requests(served):
+def test_metrics_count_requests_by_route_and_status_and_texts_by_round_and_call(served):
     async def go():
-        app = app_for()
+        app = app_for(batch_size=2)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await until_ready(client)
                 await asyncio.gather(
-                    client.post("/v1/predict", json={"texts": TEXTS}), client.post("/v1/predict", content=b"{bad")
+                    client.post("/v1/predict", json={"texts": TEXTS}),
+                    client.post("/v1/predict", content=b"{bad"),
+                    client.post("/predict", json={"inputs": "a good film"}),
                 )
                 return (await client.get("/metrics")).text
 
-    from prometheus_client.parser import text_string_to_metric_families
+    samples = metric_samples(asyncio.run(go()))
+    assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "200")))] == 1
+    assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "400")))] == 1
+    assert samples[("sentiment_requests_total", (("route", "/predict"), ("status", "200")))] == 1
+    assert samples[("sentiment_request_seconds_count", ())] == 3
+    rounds = samples[("sentiment_round_texts_count", ())]
+    assert 2 <= rounds <= 3  # the warm-up round, then the six texts in one round or two
+    assert samples[("sentiment_round_texts_sum", ())] == 1 + len(TEXTS) + 1
+    assert samples[("sentiment_call_rows_sum", ())] == 1 + len(TEXTS) + 1  # every text once, in calls of serve.batch_size
+    assert samples[("sentiment_call_rows_count", ())] >= 1 + 3  # the warm-up, and five texts in calls of two or fewer
+    assert samples[("sentiment_queued_texts", ())] == 0
 
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(asyncio.run(go()))
-        for s in f.samples
-    }
-    assert samples[("sentiment_requests_total", (("status", "200"),))] == 1
-    assert samples[("sentiment_requests_total", (("status", "400"),))] == 1
-    assert samples[("sentiment_request_seconds_count", ())] == 2
-    assert samples[("sentiment_batch_texts_count", ())] == 2  # the warm-up call and the five texts
-    assert samples[("sentiment_batch_texts_sum", ())] == 1 + len(TEXTS)
 
-
-def test_the_bearer_token_guards_predict_and_model_but_not_health(served):
+def test_the_bearer_token_guards_the_predict_routes_and_model_but_not_health(served):
     requests = [
         post(["a good film"]),
+        ("POST", "/predict", b'{"inputs": "a good film"}'),
         ("GET", "/v1/model", None),
         ("GET", "/healthz", None),
         ("GET", "/readyz", None),
     ]
     responses = asyncio.run(calls(app_for(token="s3cret"), requests))
-    assert [r.status_code for r in responses] == [401, 401, 200, 200]
+    assert [r.status_code for r in responses] == [401, 401, 401, 200, 200]
     assert responses[0].headers["www-authenticate"] == "Bearer" and "bearer token" in responses[0].json()["error"]
 
-    async def with_header(value):
-        app = app_for(token="s3cret")
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                return await client.post("/v1/predict", json={"texts": ["a good film"]}, headers={"Authorization": value})
+    def status_with(value: str) -> int:
+        [response] = asyncio.run(calls(app_for(token="s3cret"), [post(["a good film"])], headers={"Authorization": value}))
+        return response.status_code
 
-    assert asyncio.run(with_header("Bearer wrong")).status_code == 401
-    assert asyncio.run(with_header("Bearer s3cret")).status_code == 200
+    for wrong in ("Bearer wrong", "Basic s3cret", "Bearer", "s3cret", "Bearers3cret"):
+        assert status_with(wrong) == 401, wrong
+    for right in ("Bearer s3cret", "bearer s3cret", "BEARER s3cret", "Bearer  s3cret"):  # the scheme is case-insensitive
+        assert status_with(right) == 200, right
 
 
 def test_every_bad_input_is_a_one_line_4xx_and_the_server_goes_on(served):
-    bad = [
-        ("POST", "/v1/predict", b"{not json"),
-        ("POST", "/v1/predict", b'{"texts": "one string"}'),
-        ("POST", "/v1/predict", b'{"texts": []}'),
-        ("POST", "/v1/predict", b'{"texts": ["fine", 3]}'),
-        ("POST", "/v1/predict", b'["no", "object"]'),
-        ("POST", "/v1/predict", b'{"texts": ["bad \xff bytes"]}'),
-        post(["x"] * 11),
-        post(["x" * 101]),
-        ("POST", "/v1/predict", b'{"texts": ["' + b"y" * 600 + b'"]}'),
-        ("GET", "/v1/predict", None),
-        ("GET", "/nowhere", None),
-    ]
-    responses = asyncio.run(calls(app_for(max_texts=10, max_chars=100, max_body_bytes=500), [*bad, post(["a good film"])]))
-    for (method, url, body), response in zip(bad, responses[:-1], strict=True):
-        assert 400 <= response.status_code < 500, (body, response.status_code)
-        if url == "/v1/predict" and method == "POST":
-            message = response.json()["error"]
-            assert message and "\n" not in message
-    statuses = [r.status_code for r in responses[:-1]]
-    assert statuses[:9] == [400, 422, 422, 422, 422, 400, 413, 413, 413]
+    bad = {
+        ("POST", "/v1/predict", b"{not json"): 400,
+        ("POST", "/v1/predict", b'{"texts": "one string"}'): 422,
+        ("POST", "/v1/predict", b'{"texts": []}'): 422,
+        ("POST", "/v1/predict", b'{"texts": ["fine", 3]}'): 422,
+        ("POST", "/v1/predict", b'["no", "object"]'): 422,
+        ("POST", "/v1/predict", b'{"texts": ["bad \xff bytes"]}'): 400,
+        post(["x"] * 11): 413,
+        post(["x" * 101]): 413,
+        ("POST", "/v1/predict", b'{"texts": ["' + b"y" * 600 + b'"]}'): 413,
+        ("POST", "/v1/predict", b'{"texts": ["fine"], "n": ' + b"9" * 4301 + b"}"): 400,  # json.loads: ValueError
+        ("POST", "/predict", b'{"inputs": ' + b"1" * 5000 + b"}"): 400,
+        ("POST", "/predict", b'{"texts": ["fine"]}'): 422,
+        ("POST", "/predict", b'{"inputs": 3}'): 422,
+        ("POST", "/predict", b'{"inputs": []}'): 422,
+        ("POST", "/predict", b'{"inputs": [["one", "pair"]]}'): 422,
+        ("POST", "/predict", b'{"inputs": "fine", "raw_scores": 1}'): 422,
+        ("POST", "/predict", b'{"inputs": "fine", "truncate": "yes"}'): 422,
+        ("POST", "/predict", b'{"inputs": "fine", "parameters": {"top_k": 0}}'): 422,
+        ("POST", "/predict", b'{"inputs": "fine", "parameters": {"function_to_apply": "sigmoid"}}'): 422,
+        ("POST", "/predict", b'{"inputs": "fine", "stream": true}'): 422,
+        ("POST", "/predict", b'{"inputs": ["x", "' + b"x" * 101 + b'"]}'): 413,
+        ("GET", "/v1/predict", None): 405,
+        ("GET", "/predict", None): 405,
+        ("GET", "/nowhere", None): 404,
+    }
+    limits = {"max_texts": 10, "max_chars": 100, "max_body_bytes": 6000}
+    responses = asyncio.run(calls(app_for(**limits), [*bad, post(["a good film"])]))
+    for (request, status), response in zip(bad.items(), responses[:-1], strict=True):
+        assert response.status_code == status, (request, response.status_code, response.text)
+        message = response.json()["error"]
+        assert message and "\n" not in message, request
+    assert "JSON integer of 4301 digits" in responses[9].json()["error"]
     assert responses[-1].status_code == 200 and responses[-1].json()["predictions"][0]["label"] in ("negative", "positive")
+
+
+def test_a_body_over_the_limit_is_refused_while_it_is_read_chunked_or_not(served):
+    """A chunked body (no Content-Length) is read only until it passes serve.max_body_bytes; a declared
+    Content-Length past the limit is refused before any byte is read."""
+    pulled = []
+
+    async def chunks():
+        for i in range(1000):  # 300 kB, of which the server needs 4 chunks to know
+            pulled.append(i)
+            yield b'{"texts": ["' if i == 0 else b"x" * 300
+
+    async def go():
+        app = app_for(max_body_bytes=1000)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await until_ready(client)
+                request = client.build_request("POST", "/v1/predict", content=chunks())
+                assert "content-length" not in request.headers and request.headers["transfer-encoding"] == "chunked"
+                chunked = await client.send(request)
+                declared = await client.post("/v1/predict", content=b"x" * 2000)
+                after = await client.post("/v1/predict", json={"texts": ["a good film"]})
+                return chunked, declared, after
+
+    chunked, declared, after = asyncio.run(go())
+    assert chunked.status_code == 413 and chunked.json() == {
+        "error": "request body is over 1000 bytes, the limit (serve.max_body_bytes)"
+    }
+    assert chunked.headers["connection"] == "close"
+    assert len(pulled) <= 6, f"the server read {len(pulled)} chunks of a body it refuses after 4"
+    assert declared.status_code == 413 and "request body is 2000 bytes; the limit is 1000" in declared.json()["error"]
+    assert after.status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_before_it_ends_on_a_real_server(served):
+    """Over a socket to uvicorn: the 413 comes while the client has not finished its chunked body."""
+    cfg = serve_config(max_body_bytes=1000)
+    with real_server(app_for(max_body_bytes=1000), cfg) as url:
+        wait_ready(url)
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(5):
+                conn.sendall(b"12c\r\n" + b"x" * 300 + b"\r\n")  # 1,500 bytes; the terminating chunk never comes
+            answer = b""
+            while chunk := conn.recv(65536):  # the server answers, then closes the connection
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+        assert b"serve.max_body_bytes" in answer
+        pulled = []
+
+        def big():  # 20 MB in chunks, no Content-Length: the server closes the connection after its 413
+            for i in range(2000):
+                pulled.append(i)
+                yield b"x" * 10_000
+
+        refused = httpx.post(f"{url}/v1/predict", content=big())
+        assert refused.status_code == 413 and "serve.max_body_bytes" in refused.json()["error"]
+        assert len(pulled) < 2000, "the client sent the whole body: the server read it all"
+        with httpx.stream("POST", f"{url}/v1/predict", content=iter([b'{"texts": ', b'["a good film"]}'])) as ok:
+            assert ok.status_code == 200  # a chunked body within the limit is read whole
+
+
+def test_a_model_error_is_a_counted_one_line_500_and_the_server_goes_on(served, caplog):
+    """Only the request the model fails on gets the error (a failed round is run again request by request)."""
+    cfg = serve_config()
+    scorer = scorer_for(cfg)
+    answers = scorer.answers
+
+    def failing(texts):
+        if "explode" in texts:
+            raise RuntimeError("the model exploded\non two lines")
+        return answers(texts)
+
+    scorer.answers = failing
+
+    async def go():
+        app = app_for(scorer=scorer)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await until_ready(client)
+                together = await asyncio.gather(*(client.post("/v1/predict", json={"texts": [t]}) for t in [*TEXTS, "explode"]))
+                tei = await client.post("/predict", json={"inputs": "explode"})
+                after = await client.post("/v1/predict", json={"texts": TEXTS})
+                return together, tei, after, (await client.get("/metrics")).text
+
+    together, tei, after, exposition = asyncio.run(go())
+    assert [r.status_code for r in together] == [200] * len(TEXTS) + [500]
+    assert together[-1].json() == {"error": "the model failed on this request (RuntimeError: the model exploded on two lines)"}
+    assert tei.status_code == 500 and "the model exploded" in tei.json()["error"]
+    assert after.status_code == 200 and len(after.json()["predictions"]) == len(TEXTS)
+    samples = metric_samples(exposition)
+    assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "500")))] == 1
+    assert samples[("sentiment_requests_total", (("route", "/predict"), ("status", "500")))] == 1
+    assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "200")))] == len(TEXTS) + 1
+    assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
+    assert any("the model exploded on two lines" in r.getMessage() for r in caplog.records)
+
+
+def test_readyz_says_loading_until_the_warm_up_call_has_answered(served):
+    """The port opens before the warm-up call ends: /readyz is 503 loading meanwhile, /healthz 200."""
+    cfg = serve_config()
+    scorer = scorer_for(cfg)
+    answers, release = scorer.answers, threading.Event()
+
+    def slow_first_call(texts):
+        assert release.wait(60), "the test never released the warm-up"
+        return answers(texts)
+
+    scorer.answers = slow_first_call
+    try:
+        with real_server(app_for(scorer=scorer), cfg) as url:
+            loading = httpx.get(f"{url}/readyz")
+            assert loading.status_code == 503 and loading.json() == {"status": "loading"}
+            assert loading.headers["retry-after"] == "1"
+            assert httpx.get(f"{url}/healthz").status_code == 200
+            release.set()
+            wait_ready(url)
+            assert httpx.get(f"{url}/readyz").json() == {"status": "ready"}
+    finally:
+        release.set()
+
+
+def test_connections_past_serve_max_connections_get_a_503(served):
+    cfg = serve_config(max_connections=2)
+    with real_server(app_for(max_connections=2), cfg) as url:
+        wait_ready(url)
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(2)]
+        try:
+            time.sleep(0.2)  # the server has accepted both
+            assert httpx.get(f"{url}/healthz").status_code == 503
+        finally:
+            idle.pop().close()
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/healthz").status_code != 200:  # one connection fewer: room again
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        idle.pop().close()
+
+
+def test_a_client_gone_mid_body_is_counted_quietly(served, caplog):
+    cfg = serve_config()
+    with real_server(app_for(), cfg) as url:
+        wait_ready(url)
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b'{"texts": ["a go')
+            time.sleep(0.2)
+        deadline, gone = time.monotonic() + 30, ("sentiment_requests_total", (("route", "/v1/predict"), ("status", "499")))
+        while metric_samples(httpx.get(f"{url}/metrics").text).get(gone) != 1:
+            assert time.monotonic() < deadline, "the disconnect was never counted"
+            time.sleep(0.05)
+        assert httpx.post(f"{url}/v1/predict", json={"texts": ["a good film"]}).status_code == 200
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= 40], [r.getMessage() for r in caplog.records]
+
+
+def test_the_tei_route_answers_huggingface_hubs_inference_client(served, monkeypatch):
+    """huggingface_hub's InferenceClient, unchanged, against a real server: `text_classification` gets every
+    label with its probability, highest first; TEI's own request forms get TEI's answers."""
+    import huggingface_hub
+    from huggingface_hub import InferenceClient
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # it refuses every URL while offline
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    cfg = serve_config()
+    with real_server(app_for(), cfg) as url:
+        wait_ready(url)
+
+        def v1(texts):
+            return httpx.post(f"{url}/v1/predict", json={"texts": texts}).json()["predictions"]
+
+        def by_score(answer):
+            return sorted(answer["probabilities"].items(), key=lambda kv: -kv[1])
+
+        alone = [by_score(v1([t])[0]) for t in TEXTS]  # scored alone, as the client's one text is
+        client = InferenceClient(model=f"{url}/predict")
+        for text, expected in zip(TEXTS, alone, strict=True):
+            got = client.text_classification(text)
+            assert [(o.label, o.score) for o in got] == expected
+        [top] = client.text_classification(TEXTS[0], top_k=1)
+        assert (top.label, top.score) == alone[0][0]
+
+        def tei(body):
+            response = httpx.post(f"{url}/predict", json=body)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        single = tei({"inputs": TEXTS[0], "truncate": True, "raw_scores": False})
+        assert [(p["label"], p["score"]) for p in single] == alone[0]  # TEI: a single text's list alone
+        raw = tei({"inputs": TEXTS[0], "raw_scores": True})  # the logits, whose scaled softmax is the probabilities
+        assert [p["label"] for p in raw] == [label for label, _ in alone[0]]
+        scaled = np.array([p["score"] for p in raw]) / httpx.get(f"{url}/v1/model").json()["temperature"]
+        softmax = np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
+        assert softmax == pytest.approx([score for _, score in alone[0]], abs=1e-6)
+        assert [p["score"] for p in raw] != [p["score"] for p in single]
+        together = [by_score(a) for a in v1(TEXTS)]
+        for body in ({"inputs": TEXTS}, {"inputs": [[t] for t in TEXTS], "truncate": False}):  # a list per text
+            assert [[(p["label"], p["score"]) for p in one] for one in tei(body)] == together
 
 
 def test_model_info_names_the_model(served):
@@ -217,10 +503,29 @@ def test_model_info_names_the_model(served):
     assert body["dataset"] == "toy" and body["labels"] == ["negative", "positive"] and body["form"] == "torch"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_an_exception_outside_the_predict_routes_is_a_counted_one_line_500(served, caplog):
+    """A route that raises (here /v1/model, whose info JSON cannot encode) answers a one-line JSON 500,
+    is logged on one line without a traceback and counted, and the server goes on."""
+    cfg = serve_config()
+    scorer = scorer_for(cfg)
+    app = create_app(scorer, cfg, {"dataset": "toy", "broken": object()})
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await until_ready(client)
+                info = await client.get("/v1/model")
+                after = await client.post("/v1/predict", json={"texts": ["a good film"]})
+                return info, after, await client.get("/metrics")
+
+    info, after, exposition = asyncio.run(go())
+    assert info.status_code == 500 and info.json()["error"].startswith("internal error (TypeError: ")
+    assert "\n" not in info.json()["error"]
+    assert after.status_code == 200
+    assert metric_samples(exposition.text)[("sentiment_unhandled_errors_total", (("path", "/v1/model"),))] == 1
+    assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
+    assert any("GET /v1/model failed: TypeError" in r.getMessage() for r in caplog.records)
 
 
 def test_sigterm_lets_an_in_flight_request_finish(served):

@@ -1,7 +1,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from conftest import REPO
 from sentiment.config import DatasetConfig, UserError, section
 from sentiment.data.splitting import SplitConfig, find_leakage, make_splits, standardise, untracked_source_warning
 
@@ -87,13 +89,21 @@ def test_leakage_finds_normalised_duplicates():
     assert sorted(zip(leaks["id"], leaks["duplicate_of"], strict=True)) == [("a", "dev"), ("b", "test")]
 
 
-def test_only_local_files_outside_data_sources_warn(tmp_path, monkeypatch):
+def test_only_local_files_outside_the_datasets_own_source_folder_warn(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert untracked_source_warning("stanfordnlp/sst2") is None  # a Hub id
-    assert untracked_source_warning("data/sources/my.csv") is None
-    assert untracked_source_warning(str(tmp_path / "data" / "sources" / "sub" / "my.parquet")) is None
-    for outside in ("my.csv", "data/my.tsv", "data/sources_old/my.csv", "/elsewhere/my.parquet"):
-        assert outside in untracked_source_warning(outside)
+    assert untracked_source_warning("stanfordnlp/sst2", "mine") is None  # a Hub id
+    assert untracked_source_warning("data/sources/mine/my.csv", "mine") is None
+    assert untracked_source_warning(str(tmp_path / "data" / "sources" / "mine" / "sub" / "my.parquet"), "mine") is None
+    for outside in ("my.csv", "data/my.tsv", "data/sources/my.csv", "data/sources/other/my.csv", "/elsewhere/my.parquet"):
+        warning = untracked_source_warning(outside, "mine")
+        assert outside in warning and "data/sources/mine/" in warning
+
+
+def test_each_split_stage_depends_on_its_own_source_folder_and_every_dataset_has_one():
+    split = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["split"]
+    assert "data/sources/${key}" in split["do"]["deps"] and "data/sources" not in split["do"]["deps"]
+    for key in yaml.safe_load((REPO / "params.yaml").read_text())["datasets"]:
+        assert (REPO / "data" / "sources" / key).is_dir(), f"dvc repro needs data/sources/{key}/"
 
 
 def dataset(**overrides) -> DatasetConfig:

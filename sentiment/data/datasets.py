@@ -15,6 +15,7 @@ from sentiment.io import read_parquet
 from sentiment.paths import data_dir
 
 SPLITS = ("train", "dev", "test")
+HELD_OUT = SPLITS[1:]  # the splits models are scored on (dev picks, test reports)
 
 
 def read_clean(key: str, split: str) -> pd.DataFrame:
@@ -24,6 +25,19 @@ def read_clean(key: str, split: str) -> pd.DataFrame:
     if df.empty:
         raise UserError(f"split {split!r} of dataset {key!r} is empty: {path}")
     return df
+
+
+def training_rows(key: str, drop_label_issues: bool) -> pd.DataFrame:
+    """The cleaned train split the models learn from: with `drop_label_issues` (params.yaml
+    `clean.drop_label_issues`), without the rows the label_issues stage flags."""
+    train = read_clean(key, "train")
+    if not drop_label_issues:
+        return train
+    issues_file = data_dir(key, "label_issues") / "issues.csv"
+    if not issues_file.exists():
+        raise UserError(f"missing input file: {issues_file} (clean.drop_label_issues needs the label_issues stage)")
+    flagged = set(pd.read_csv(issues_file, dtype={"id": str}, usecols=["id"])["id"])
+    return train[~train["id"].astype(str).isin(flagged)].reset_index(drop=True)
 
 
 def encode_labels(values: pd.Series, names: list[str], where: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 from sentiment.config import DatasetConfig, Section, UserError
 from sentiment.data.datasets import encode_labels
 from sentiment.data.hub import LOCAL_SUFFIXES
-from sentiment.paths import SOURCES
+from sentiment.paths import source_dir
 
 
 class SplitConfig(Section):
@@ -27,13 +27,13 @@ class SplitConfig(Section):
     drop_leaked: bool = True
 
 
-def untracked_source_warning(source: str) -> str | None:
-    """A warning when `source` is a local file outside SOURCES, whose changes DVC cannot see."""
-    path = Path(source)
-    if path.suffix.lower() not in LOCAL_SUFFIXES or path.resolve().is_relative_to(SOURCES.resolve()):
+def untracked_source_warning(source: str, key: str) -> str | None:
+    """A warning when `source` is a local file outside dataset `key`'s source folder, whose changes DVC cannot see."""
+    path, tracked = Path(source), source_dir(key)
+    if path.suffix.lower() not in LOCAL_SUFFIXES or path.resolve().is_relative_to(tracked.resolve()):
         return None
     return (
-        f"warning: {source} is outside {SOURCES}/, the directory dvc.yaml tracks for local sources:"
+        f"warning: {source} is outside {tracked}/, the folder dvc.yaml tracks for dataset {key}'s local sources:"
         " DVC will not rerun split when this file changes"
     )
 

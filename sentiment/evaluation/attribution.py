@@ -11,6 +11,8 @@ gap |sum(attributions) - (f(x) - f(baseline))| is within `ig_tolerance` of |f(x)
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +29,6 @@ from sentiment.io import pyplot, save_figure
 from sentiment.models.classifier import SentimentClassifier, length_sorted_batches
 
 Baseline = Literal["auto", "pad", "mask", "zero"]
-METHODS = ("attention", "rollout", "integrated_gradients")
 
 
 class AttentionConfig(Section):
@@ -209,6 +210,41 @@ def per_word_matrix(matrix: np.ndarray, groups: list[tuple[str, list[int]]]) -> 
     return np.stack([rows[:, positions].mean(axis=1) for _, positions in groups], axis=1)
 
 
+# --- the methods ---------------------------------------------------------------------------------------
+
+Scorer = Callable[[SentimentClassifier, Any, torch.Tensor, torch.Tensor, int, "AttentionConfig"], tuple[np.ndarray, dict | None]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One attribution method: its per-token scorer (with its run's diagnostics, or None), how a word's pieces
+    combine (`sum` for attributions, which add up to the output change; `mean` for attention weights), its
+    label in figure titles, and whether its figure is a word strip (raw attention's is a heatmap per layer)."""
+
+    score: Scorer
+    per_word: Literal["sum", "mean"]
+    label: str
+    strip_figure: bool = True
+
+
+def _attention_run(model: SentimentClassifier, _tokenizer, ids: torch.Tensor, mask: torch.Tensor, _target: int, _cfg):
+    return attention_scores(model, ids, mask), None
+
+
+def _rollout_run(model: SentimentClassifier, _tokenizer, ids: torch.Tensor, mask: torch.Tensor, _target: int, _cfg):
+    return rollout_scores(model, ids, mask), None
+
+
+# The one list of methods: the attention stage, its figures (dvc.yaml's plots), the faithfulness report and
+# `sentiment explain` all iterate it. Adding a method is one scorer and one entry here.
+METHODS: dict[str, Method] = {
+    "attention": Method(_attention_run, "mean", "attention", strip_figure=False),
+    "rollout": Method(_rollout_run, "mean", "rollout"),
+    "integrated_gradients": Method(integrated_gradients, "sum", "integrated gradients"),
+}
+CONTROL = "random"  # the faithfulness report's random-scores control, beside the METHODS
+
+
 def explain_example(model: SentimentClassifier, tokenizer, text: str, max_length: int, cfg: AttentionConfig) -> dict[str, Any]:
     """Prediction, and per-word scores of each method for one text (IG summed, attention averaged per word)."""
     enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt", return_offsets_mapping=True)
@@ -218,19 +254,15 @@ def explain_example(model: SentimentClassifier, tokenizer, text: str, max_length
         probs = torch.softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)[0].cpu().numpy()
     target = int(probs.argmax())
     att = attentions(model, ids, mask)
-    ig, ig_info = integrated_gradients(model, tokenizer, ids, mask, target, cfg)
     groups = word_groups(enc, text)
+    runs = {name: method.score(model, tokenizer, ids, mask, target, cfg) for name, method in METHODS.items()}
     return {
         "words": [w for w, _ in groups],
         "probs": probs,
         "target": target,
         "layers": {f"layer {i % len(att)}": per_word_matrix(att[i].mean(dim=0).numpy(), groups) for i in cfg.layers},
-        "scores": {
-            "attention": per_word(attention_scores(model, ids, mask), groups, "mean"),
-            "rollout": per_word(rollout_scores(model, ids, mask), groups, "mean"),
-            "integrated_gradients": per_word(ig, groups, "sum"),
-        },
-        "ig": ig_info,
+        "scores": {name: per_word(runs[name][0], groups, METHODS[name].per_word) for name in METHODS},
+        "ig": runs["integrated_gradients"][1],
     }
 
 
@@ -362,21 +394,21 @@ def faithfulness_report(
     keep = [i for i, ids in enumerate(encoded) if len(ids) >= 5][: cfg.faithfulness_examples]
     examples, targets = [encoded[i] for i in keep], [preds[i] for i in keep]
     rng = np.random.default_rng(seed)
-    scores: dict[str, list[np.ndarray]] = {m: [] for m in (*METHODS, "random")}
+    scores: dict[str, list[np.ndarray]] = {m: [] for m in (*METHODS, CONTROL)}
     ig_runs = []
     for ids, target in zip(examples, targets, strict=True):
         t = torch.tensor([ids], device=on)
         m = torch.ones_like(t)
-        scores["attention"].append(attention_scores(model, t, m))
-        scores["rollout"].append(rollout_scores(model, t, m))
-        ig, info = integrated_gradients(model, tokenizer, t, m, target, cfg)
-        scores["integrated_gradients"].append(ig)
-        ig_runs.append(info)
-        scores["random"].append(rng.random(len(ids)))
+        for name, method in METHODS.items():
+            token_scores, info = method.score(model, tokenizer, t, m, target, cfg)
+            scores[name].append(token_scores)
+            if name == "integrated_gradients":
+                ig_runs.append(info)
+        scores[CONTROL].append(rng.random(len(ids)))
     results = {
         name: faithfulness(model, examples, s, targets, cfg.fractions, tokenizer.pad_token_id) for name, s in scores.items()
     }
-    control = results["random"]
+    control = results[CONTROL]
     for name in METHODS:
         results[name]["beats_random_comprehensiveness"] = results[name]["comprehensiveness"] > control["comprehensiveness"]
         results[name]["beats_random_sufficiency"] = results[name]["sufficiency"] < control["sufficiency"]

@@ -24,18 +24,21 @@ from sentiment.metrics import (
     scale,
 )
 
+# the model that is charted, compared (McNemar) with the best baseline, exported, served and described by the
+# cards: the fine-tuned encoder, the only model with a head to export and a training run to describe
+PRIMARY = "finetune"
+
 
 class EvaluateConfig(Section):
     """params.yaml `evaluate`."""
 
     models: dict[str, str]  # model name -> the stage whose out dir holds its predictions
-    primary: str = "finetune"  # charted, and compared (McNemar) with the best baseline
     ece_bins: int = Field(15, ge=2, le=1000)
     bootstrap_resamples: int = Field(1000, ge=1000, le=10**6)
 
     def check(self) -> EvaluateConfig:
-        if self.primary not in self.models:
-            raise UserError(f"invalid param evaluate.primary={self.primary!r}: not in evaluate.models {sorted(self.models)}")
+        if PRIMARY not in self.models:
+            raise UserError(f"invalid param evaluate.models={sorted(self.models)}: it must list {PRIMARY!r}")
         return self
 
 

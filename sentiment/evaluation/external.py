@@ -13,8 +13,8 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError
-from sentiment.data.hub import ensure_nltk, load_source
-from sentiment.metrics import bootstrap_interval, expected_calibration_error, f1_macro
+from sentiment.data.hub import LOCAL_SUFFIXES, ensure_nltk, load_source
+from sentiment.metrics import accuracy_and_f1, bootstrap_interval, expected_calibration_error
 from sentiment.serving.forms import Form
 
 NLTK_PREFIX = "nltk:"
@@ -57,7 +57,7 @@ def read_set(name: str, spec: ExternalSet, labels: list[str], seed: int) -> tupl
     """(`text, label` with label ids of the model, rows before the max_rows sample)."""
     where = f"external set {name!r}"
     local = Path(spec.source)
-    if local.suffix.lower() in (".csv", ".tsv", ".parquet") and not local.resolve().is_relative_to(LOCAL_SOURCES.resolve()):
+    if local.suffix.lower() in LOCAL_SUFFIXES and not local.resolve().is_relative_to(LOCAL_SOURCES.resolve()):
         print(
             f"warning: {where}: {spec.source} is outside {LOCAL_SOURCES}/, which dvc.yaml tracks: DVC will not see it change",
             file=sys.stderr,
@@ -101,9 +101,8 @@ def set_metrics(
     has fewer labels than the model) the share of predictions outside them and the accuracy restricted to them."""
     n, s = cfg.bootstrap_resamples, seed
     out: dict[str, Any] = {
-        "accuracy": float(np.mean(labels == preds)),
+        **accuracy_and_f1(labels, preds),
         "accuracy_ci95": bootstrap_interval(labels, preds, "accuracy", n, s),
-        "f1_macro": f1_macro(labels, preds),
         "f1_macro_ci95": bootstrap_interval(labels, preds, "f1_macro", n, s),
         "ece": expected_calibration_error(labels, probs, cfg.ece_bins),
         "ece_scaled": expected_calibration_error(labels, scaled, cfg.ece_bins),

@@ -13,15 +13,15 @@ from sentiment.config import Section
 from sentiment.data.datasets import prob_columns
 from sentiment.data.text import has_any
 from sentiment.io import pyplot, save_figure
-from sentiment.metrics import accuracy, bootstrap_interval, f1_macro
+from sentiment.metrics import accuracy, accuracy_and_f1, bootstrap_interval, f1_macro
 
 
 class SlicesConfig(Section):
     """params.yaml `slices` (the word-list slices come from `words`)."""
 
     length_bounds: list[int]  # whitespace tokens: [4, 8] gives <=4, 5-8, 9+
-    bootstrap_resamples: int = Field(1000, ge=1000, le=10**6)
-    top_errors: int = Field(10, ge=0)
+    bootstrap_resamples: int = Field(ge=1000, le=10**6)
+    top_errors: int = Field(ge=0)
 
     @field_validator("length_bounds")
     @classmethod
@@ -56,7 +56,7 @@ def slice_masks(texts: pd.Series, word_lists: dict[str, set[str]], bounds: list[
 
 def slice_table(frame: pd.DataFrame, masks: dict[str, np.ndarray], resamples: int, seed: int) -> list[dict[str, Any]]:
     labels, preds = frame["label"].to_numpy(), frame["pred"].to_numpy()
-    overall = {"accuracy": accuracy(labels, preds), "f1_macro": f1_macro(labels, preds)}
+    overall = accuracy_and_f1(labels, preds)
     rows = []
     for name, mask in masks.items():
         n = int(mask.sum())

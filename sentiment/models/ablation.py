@@ -11,6 +11,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from sentiment.config import Section, UserError, section
+from sentiment.data.datasets import HELD_OUT
 from sentiment.io import pyplot, save_figure
 from sentiment.models.config import SCRATCH, ModelConfig, Pooling
 from sentiment.models.light import LightBudget, with_overrides
@@ -38,7 +39,8 @@ def cell_params(params: dict[str, Any], encoder: Encoder, pooling: str, dropout:
     model: dict[str, Any] = {"pooling": pooling, "dropout": float(dropout)}
     if encoder == SCRATCH:
         # a from-scratch encoder over the configured model's tokenizer (or model.tokenizer's)
-        model.update(name=SCRATCH, tokenizer=section(ModelConfig, params, "model").tokenizer or params["model"]["name"])
+        configured = section(ModelConfig, params, "model")
+        model.update(name=SCRATCH, tokenizer=configured.tokenizer or configured.name)
     cell = with_overrides(params, budget, model=model)
     cell["seed"] = int(seed)
     return cell
@@ -47,9 +49,11 @@ def cell_params(params: dict[str, Any], encoder: Encoder, pooling: str, dropout:
 def grid_cells(params: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
     """The cells dvc.yaml's ablation matrices declare: the pretrained grid and the scratch row."""
     grid = section(AblationConfig, params, "ablations")
-    raw = params["ablations"]  # spelled as dvc.yaml interpolates them, for the directory names
+    section(ModelConfig, params, "model")
+    # both sections validated; their values are read as written, spelled as dvc.yaml interpolates them in directory names
+    raw, model = params["ablations"], params["model"]
     cells = [("pretrained", p, d, s) for p in grid.pooling for d in raw["dropout"] for s in raw["seeds"]]
-    cells += [(SCRATCH, params["model"]["pooling"], params["model"]["dropout"], s) for s in raw["seeds"]]
+    cells += [(SCRATCH, model["pooling"], model["dropout"], s) for s in raw["seeds"]]
     return cells
 
 
@@ -61,7 +65,7 @@ def read_cells(root: Path, params: dict[str, Any]) -> pd.DataFrame:
         if not path.exists():
             raise UserError(f"ablation cell missing: {path} (run `dvc repro ablation_cell ablation_scratch`)")
         m = json.loads(path.read_text())
-        figures = {f"{split}_{metric}": m[split][metric] for split in ("dev", "test") for metric in ("accuracy", "f1_macro")}
+        figures = {f"{split}_{metric}": m[split][metric] for split in HELD_OUT for metric in ("accuracy", "f1_macro")}
         rows.append({"encoder": encoder, "pooling": pooling, "dropout": float(dropout), "seed": int(seed), **figures})
     return pd.DataFrame(rows)
 

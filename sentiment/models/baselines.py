@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import warnings
 from itertools import combinations_with_replacement
 from typing import Any
 
@@ -12,8 +13,8 @@ from pydantic import Field
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold, cross_val_predict
+from sklearn.metrics import f1_score
+from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
@@ -25,20 +26,20 @@ class TfidfConfig(Section):
     ngram_range: tuple[int, int]
     min_df: int | float
     max_df: int | float
-    max_features: int | None = None
-    sublinear_tf: bool = True
+    max_features: int | None
+    sublinear_tf: bool
 
 
 class BaselineConfig(Section):
     """params.yaml `baseline`."""
 
     tfidf: TfidfConfig
-    solver: str = "liblinear"
+    solver: str
     max_iter: int = Field(ge=1)
     tol: float = Field(gt=0)
     grid: dict[str, list[Any]]  # LogisticRegression arguments -> values to search
     cv_folds: int = Field(ge=2, le=20)
-    n_jobs: int = 1
+    n_jobs: int
 
 
 def one_vs_rest(cfg: BaselineConfig, n_classes: int) -> bool:
@@ -116,16 +117,6 @@ def grid_search(train: pd.DataFrame, cfg: BaselineConfig, seed: int, n_classes: 
     return search
 
 
-def out_of_fold_probs(
-    texts: pd.Series, labels: np.ndarray, cfg: BaselineConfig, C: float, folds: int, seed: int, n_classes: int
-) -> np.ndarray:
-    """Class probabilities of each row from the TF-IDF pipeline (logistic regression at `C`) fitted on the other folds."""
-    pipeline = build_pipeline(cfg, seed, n_classes)
-    pipeline.set_params(**{"clf__estimator__C" if one_vs_rest(cfg, n_classes) else "clf__C": C})
-    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    return cross_val_predict(pipeline, texts, labels, cv=split, method="predict_proba", n_jobs=cfg.n_jobs)
-
-
 def cv_table(search: GridSearchCV) -> pd.DataFrame:
     """One row per grid point: its params and fold scores (no timings: committed files stay reproducible)."""
     results = pd.DataFrame(search.cv_results_)
@@ -144,6 +135,22 @@ def vader_scores(texts: pd.Series) -> np.ndarray:
 
     analyzer = SentimentIntensityAnalyzer()
     return np.array([analyzer.polarity_scores(t)["compound"] for t in texts])
+
+
+def label_order_correlation(scores: np.ndarray, labels: np.ndarray, key: str) -> float:
+    """Spearman correlation of VADER's compound score with the label id; a one-line error unless it is positive,
+    as `polarity: true` (labels listed negative first, positive last) implies."""
+    from scipy.stats import ConstantInputWarning, spearmanr
+
+    with warnings.catch_warnings():  # a constant score is reported below as an undefined (nan) correlation
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        rho = float(spearmanr(scores, labels).statistic)
+    if not rho > 0:  # NaN too: a constant score says nothing about the order
+        raise UserError(
+            f"invalid param datasets.{key}.labels: polarity is true but VADER's score does not rise with the label id "
+            f"(Spearman {rho:.3f} on dev): list the labels from negative to positive, or set polarity: false"
+        )
+    return rho
 
 
 def apply_thresholds(scores: np.ndarray, thresholds: list[float]) -> np.ndarray:
@@ -178,10 +185,6 @@ class VaderModel:
 
     def predict_proba(self, scores: np.ndarray) -> np.ndarray:
         return self.calibrator.predict_proba(scores.reshape(-1, 1))
-
-
-def scores(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
-    return {"accuracy": accuracy_score(labels, preds), "f1_macro": f1_score(labels, preds, average="macro")}
 
 
 def portable(model: Pipeline) -> Pipeline:

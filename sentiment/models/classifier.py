@@ -168,6 +168,18 @@ def length_sorted_batches(sequences: list[list[int]], batch_size: int) -> list[n
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def padded_batches(
+    tokenizer: PreTrainedTokenizerBase, sequences: list[list[int]], batch_size: int
+) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(row indices, int64 input_ids and attention_mask padded to the batch's longest row) per length-sorted
+    batch: the one batcher of every scoring path (training's predictions, the exported forms, the runtime)."""
+    batches = []
+    for rows in length_sorted_batches(sequences, batch_size):
+        padded = tokenizer.pad({"input_ids": [sequences[i] for i in rows]}, return_tensors="np")
+        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
+    return batches
+
+
 @torch.inference_mode()
 def predict_logits(
     model: SentimentClassifier,
@@ -189,9 +201,9 @@ def predict_logits(
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     logits = np.zeros((len(texts), model.head.out_features), dtype=np.float64)
     model.eval()
-    for rows in tqdm(length_sorted_batches(encoded, batch_size), desc="predict", disable=not progress, leave=False):
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(on)
+    for rows, batch in tqdm(padded_batches(tokenizer, encoded, batch_size), desc="predict", disable=not progress, leave=False):
+        ids, mask = (torch.from_numpy(batch[k]).to(on) for k in ("input_ids", "attention_mask"))
         with torch.autocast(on.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            out = model(input_ids=ids, attention_mask=mask)
         logits[rows] = out.logits.float().cpu().numpy()
     return logits

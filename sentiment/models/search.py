@@ -7,13 +7,16 @@ is on dev F1-macro only (test is never read by the search).
 
 The study lives in Optuna's storage (`search.storage`), so worker processes and machines join one
 study; each finished trial is then saved as a DVC experiment with dvclive, for `dvc exp show`.
+Not a stage of `dvc repro`; run it as a command (USAGE).
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import tempfile
 import time
+import typing
 import uuid
 import warnings
 from pathlib import Path
@@ -23,9 +26,11 @@ import pandas as pd
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section, UserError, section
+from sentiment.io import write_csv
 from sentiment.models.light import LightBudget, with_overrides
 from sentiment.models.training import finetune
-from sentiment.paths import LIVE
+from sentiment.paths import LIVE, plots_dir
+from sentiment.stage import Run, run_stage
 
 Sampler = Literal["grid", "random"]
 
@@ -38,13 +43,13 @@ class Space(Section):
 class SearchConfig(Section):
     """params.yaml `search`."""
 
-    sampler: Sampler = "grid"
+    sampler: Sampler
     trials: PositiveInt
-    seed: int = 0
+    seed: int
     grid: Space  # values to enumerate
     random: Space  # [low, high]: learning rate log-uniform, dropout uniform
-    storage: str = "sqlite:///search/optuna.db"  # Optuna storage URL; PostgreSQL/MySQL for several machines
-    study: str | None = None  # default: <dataset key>-<sampler>
+    storage: str  # Optuna storage URL; PostgreSQL/MySQL for several machines
+    study: str | None  # null: <dataset key>-<sampler>
     heartbeat_seconds: PositiveInt = 60  # a running trial whose worker is silent for twice this is failed and retried
     retries: int = Field(2, ge=0)  # how often a failed trial is retried with the same params
 
@@ -77,13 +82,13 @@ def open_storage(cfg: SearchConfig):
     file's folder is created, and SQLite waits for its lock rather than failing; PostgreSQL is reached
     through psycopg (`postgresql+psycopg://user@host/db`)."""
     import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback  # RetryFailedTrialCallback's name since Optuna 4.9
 
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental since Optuna 2.8
     heartbeat = {
         "heartbeat_interval": cfg.heartbeat_seconds,
         "grace_period": 2 * cfg.heartbeat_seconds,
-        "failed_trial_callback": RetryFailedTrialCallback(max_retry=cfg.retries),
+        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=cfg.retries),
     }
     url = cfg.storage
     if url.startswith("sqlite:///"):
@@ -227,3 +232,50 @@ def run_search(
 def ran_by(study, run_id: str) -> list[int]:
     """The trials this invocation's workers ran (other machines log their own)."""
     return [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get("run") == run_id]
+
+
+USAGE = """Grid or random hyper-parameter search on the light budget (outside `dvc repro`).
+
+    python -m sentiment.models.search <dataset key> [--sampler grid|random] [--trials N] [--workers N] [--resume | --restart]
+
+The study lives in params.yaml `search.storage` (a SQLite file by default; a PostgreSQL/MySQL URL lets
+several machines run the same command with --resume). Every trial is saved as a DVC experiment
+(`dvc exp show`); the table of the study's trials goes to plots/<key>/search/trials_<sampler>.csv, and
+the best config is printed with the `dvc exp run` command that trains it at full budget.
+"""
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sampler", choices=typing.get_args(Sampler), help="default: params.yaml search.sampler")
+    parser.add_argument("--trials", type=positive_int, help="default: params.yaml search.trials (the grid is capped at its size)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_const", const="resume", dest="mode", help="join or continue the study")
+    mode.add_argument("--restart", action="store_const", const="restart", dest="mode", help="replace the study")
+
+
+def main(run: Run) -> None:
+    """Run the study, write its trials table and print the best config's `dvc exp run` command."""
+    cfg = run.section(SearchConfig, "search")
+    sampler = run.args.sampler or cfg.sampler
+    trials = trial_count(cfg, sampler, run.args.trials)
+    table = run_search(run.key, run.params, sampler, trials, run.args.workers, run.args.mode or "new")
+    path = plots_dir(run.key, "search") / f"trials_{sampler}.csv"
+    write_csv(table, path)
+    best = table.sort_values(["dev_f1_macro", "trial"], ascending=[False, True]).iloc[0]
+    print(f"[search:{run.key}] wrote {path}")
+    print(
+        f"[search:{run.key}] best on dev: learning_rate {best['learning_rate']:.3g}, dropout {best['dropout']:.3g} "
+        f"(dev F1 {best['dev_f1_macro']:.4f} on the light budget). Train it at full budget with:\n"
+        f"  dvc exp run -S train.learning_rate={best['learning_rate']:.3g} -S model.dropout={best['dropout']:.3g}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main, USAGE, arguments=arguments)

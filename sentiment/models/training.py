@@ -13,13 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
 from pydantic import Field, PositiveInt
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -30,9 +27,12 @@ from transformers import (
 )
 from transformers.utils import is_torch_bf16_gpu_available
 
-from sentiment.config import Section, UserError, dataset, section
-from sentiment.data.datasets import predictions_frame, read_clean, softmax
+from sentiment.config import Section, UserError, dataset, section, validated_seed
+from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, softmax, training_rows
+from sentiment.data.text import CleanConfig
 from sentiment.io import write_csv
+from sentiment.machine import cpu_flags, cpu_supports_bf16
+from sentiment.metrics import accuracy_and_f1
 from sentiment.models.classifier import (
     ModelConfig,
     SentimentClassifier,
@@ -51,32 +51,23 @@ class TrainConfig(Section):
     learning_rate: float = Field(gt=0, le=1)
     batch_size: PositiveInt
     eval_batch_size: PositiveInt
-    grad_accum: PositiveInt = 1
+    grad_accum: PositiveInt
     weight_decay: float = Field(ge=0)
     warmup_ratio: float = Field(ge=0, lt=1)
     max_grad_norm: float = Field(gt=0)
     label_smoothing: float = Field(ge=0, le=1)
-    freeze_embeddings: bool = False  # word embeddings stay as pre-trained
+    freeze_embeddings: bool  # word embeddings stay as pre-trained
     max_length: int = Field(ge=2)
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    torch_compile: bool = False
-    best_metric: Literal["loss", "accuracy", "f1_macro"] = "f1_macro"
+    precision: Literal["auto", "bf16", "fp16", "fp32"]
+    torch_compile: bool
+    best_metric: Literal["loss", "accuracy", "f1_macro"]
     early_stopping_patience: int = Field(ge=0)
-    logging_steps: PositiveInt = 50
+    logging_steps: PositiveInt
 
 
 def is_main_process() -> bool:
     """Rank 0 under torchrun / `accelerate launch` (both set RANK); a plain run is its own rank 0."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def cpu_supports_bf16() -> bool:
-    """AMX-BF16 or AVX512-BF16 make bf16 autocast pay off on a CPU."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def precision_flags(choice: str) -> dict[str, bool]:
@@ -113,9 +104,7 @@ def tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length
 
 
 def compute_metrics(prediction) -> dict[str, float]:
-    preds = prediction.predictions.argmax(axis=-1)
-    labels = prediction.label_ids
-    return {"accuracy": accuracy_score(labels, preds), "f1_macro": f1_score(labels, preds, average="macro")}
+    return accuracy_and_f1(prediction.label_ids, prediction.predictions.argmax(axis=-1))
 
 
 def validated(params: dict[str, Any]) -> tuple[ModelConfig, TrainConfig, PreTrainedTokenizerBase]:
@@ -189,18 +178,6 @@ def training_curves(log_history: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd
     )
 
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what decides CPU speed here
-
-
-def cpu_flags() -> list[str]:
-    """Which of CPU_FLAGS this CPU has (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        present = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [flag for flag in CPU_FLAGS if flag in present]
-
-
 def trained_with(args: TrainingArguments) -> dict[str, Any]:
     """What produced the figures: the precision the Trainer used, the device, library versions."""
     import transformers
@@ -261,8 +238,9 @@ def finetune(
     """
     names = dataset(params, key).labels
     model_cfg, train_cfg, tokenizer = validated(params)
-    seed = params["seed"]
-    frames = {split: read_clean(key, split) for split in ("train", "dev", "test")}
+    seed = validated_seed(params)
+    frames = {split: read_clean(key, split) for split in HELD_OUT}
+    frames["train"] = training_rows(key, section(CleanConfig, params, "clean").drop_label_issues)
     if train_fraction < 1:
         frames["train"] = frames["train"].groupby("label", group_keys=False).sample(frac=train_fraction, random_state=seed)
     data = {split: tokenize(frame, tokenizer, train_cfg.max_length) for split, frame in frames.items()}
@@ -305,6 +283,7 @@ def finetune(
     metrics: dict[str, Any] = {
         "best_epoch": best_epoch,
         "epochs_run": trainer.state.epoch,
+        "train_rows": len(frames["train"]),  # fewer than clean's when clean.drop_label_issues drops the audit's flags
         "trained_with": trained_with(trainer.args),
     }
     unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
@@ -315,7 +294,7 @@ def finetune(
         out_dir / "model",
         {"labels": names, "max_length": train_cfg.max_length, "base_model": model_cfg.name},
     )
-    for split in ("dev", "test"):
+    for split in HELD_OUT:
         logits = predict_logits(
             unwrapped,
             tokenizer,
@@ -325,41 +304,7 @@ def finetune(
             trainer.args.bf16,
         )
         frame = predictions_frame(frames[split]["id"], frames[split]["label"], softmax(logits), names, logits)
-        metrics[split] = {
-            "accuracy": accuracy_score(frame["label"], frame["pred"]),
-            "f1_macro": f1_score(frame["label"], frame["pred"], average="macro"),
-        }
+        metrics[split] = accuracy_and_f1(frame["label"], frame["pred"])
         write_csv(frame, out_dir / f"finetune_{split}.csv")
     metrics["curves"] = training_curves(trainer.state.log_history)
     return metrics
-
-
-def out_of_fold_probs(texts: pd.Series, labels: np.ndarray, params: dict[str, Any], folds: int, n_classes: int) -> np.ndarray:
-    """Class probabilities of each row from the configured encoder trained on the other folds (no dev
-    split, no checkpoints: `train.epochs` as given, e.g. the light budget's)."""
-    import tempfile
-
-    model_cfg, train_cfg, tokenizer = validated(params)
-    seed = params["seed"]
-    probs = np.zeros((len(labels), n_classes))
-    frame = pd.DataFrame({"text": np.asarray(texts), "label": labels})
-    for fold, (fit_rows, held_rows) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(frame, labels)):
-        set_seed(seed + fold)
-        model = build_trainable(model_cfg, train_cfg, tokenizer, n_classes)
-        with tempfile.TemporaryDirectory(prefix="out-of-fold-") as scratch:
-            args = training_arguments(train_cfg, seed + fold, Path(scratch), evaluate=False)
-            trainer = Trainer(
-                model=model,
-                args=args,
-                train_dataset=tokenize(frame.iloc[fit_rows], tokenizer, train_cfg.max_length),
-                processing_class=tokenizer,
-                data_collator=DataCollatorWithPadding(tokenizer),
-            )
-            trainer.train()
-        held = frame["text"].iloc[held_rows].tolist()
-        logits = predict_logits(
-            model, tokenizer, held, train_cfg.max_length, train_cfg.eval_batch_size, args.bf16, progress=False
-        )
-        probs[held_rows] = softmax(logits)
-        print(f"out-of-fold {fold + 1}/{folds}: trained on {len(fit_rows)} rows, scored {len(held_rows)}")
-    return probs

@@ -23,7 +23,7 @@ def generated_files(root: Path = Path(".")) -> dict[Path, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Rewrite the generated documents from metrics/ and docs/results/.")
+    parser = argparse.ArgumentParser(description="Rewrite the generated documents from results/ and docs/results/.")
     parser.add_argument("--check", action="store_true", help="fail if a generated document is out of date")
     args = parser.parse_args()
     stale = []

@@ -1,28 +1,66 @@
-"""Model cards (markdown and JSON) generated from a dataset's metrics files and its params.yaml entry; the
+"""Model cards (markdown and JSON) generated from a dataset's results files and its validated params; the
 markdown opens with the Hugging Face Hub's YAML metadata (huggingface_hub's ModelCardData)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sentiment.config import UserError
-from sentiment.paths import metrics_file
+from sentiment.config import DatasetConfig, Section, dataset, section, validated_seed
+from sentiment.data.hub import LOCAL_SUFFIXES
+from sentiment.data.splitting import SplitConfig
+from sentiment.evaluation.evaluate import PRIMARY
+from sentiment.evaluation.label_audit import NOISE_KINDS
+from sentiment.io import read_json
+from sentiment.models.config import ModelConfig
+from sentiment.models.training import TrainConfig
+from sentiment.paths import results_file
+from sentiment.stage import stage_results
 
-# the metrics files a card reads; ablations.json only exists for the datasets listed in `ablations`,
-# external.json for those with `external.sets`
-REQUIRED = ("split", "label_issues", "clean", "baseline", "finetune", "evaluate", "slices", "attention", "export", "behavior")
-OPTIONAL = ("ablations", "external")
+FAILING = 0.05  # a behavioural test failed this often or more is named as a limitation
 
 
-def read_metrics(key: str) -> dict[str, Any]:
+class CardConfig(Section):
+    """params.yaml `card`."""
+
+    license: str  # the trained weights' license
+
+
+@dataclass(frozen=True)
+class CardParams:
+    """The validated params a card states."""
+
+    key: str
+    dataset: DatasetConfig
+    split: SplitConfig
+    model: ModelConfig
+    train: TrainConfig
+    card: CardConfig
+    seed: int
+
+
+def card_params(key: str, params: dict[str, Any]) -> CardParams:
+    return CardParams(
+        key=key,
+        dataset=dataset(params, key),
+        split=section(SplitConfig, params, "split"),
+        model=section(ModelConfig, params, "model"),
+        train=section(TrainConfig, params, "train"),
+        card=section(CardConfig, params, "card"),
+        seed=validated_seed(params),
+    )
+
+
+def read_results(key: str, root: Path = Path(".")) -> dict[str, Any]:
+    """Every results file of the dataset the card reads, by stage; a one-line error for a missing required one."""
     found = {}
-    for name in (*REQUIRED, *OPTIONAL):
-        path = metrics_file(key, name)
-        if path.exists():
-            found[name] = json.loads(path.read_text())
-        elif name in REQUIRED:
-            raise UserError(f"missing input file: {path} (run `dvc repro` to build it)")
+    # every results file dvc.yaml declares; those of stages not run for every dataset (ablations.json, for the
+    # datasets listed in `ablations`; external.json, for those with `external.sets`) may be absent
+    for name, every_dataset in stage_results():
+        path = root / results_file(key, name)
+        if path.exists() or every_dataset:
+            found[name] = read_json(path, f"{name}@{key}")
     return found
 
 
@@ -31,15 +69,56 @@ def ci(figures: dict[str, Any], name: str) -> str:
     return f"{figures[name]:.4f} [{low:.4f}, {high:.4f}]"
 
 
+def on_hub(ds: DatasetConfig) -> bool:
+    return not ds.source.lower().endswith(tuple(LOCAL_SUFFIXES))
+
+
+def scored_split(ds: DatasetConfig, split: SplitConfig) -> str:
+    """The split the test figures were measured on: the source's own split name (holdout), else the project's."""
+    if ds.split == "holdout":
+        return str(ds.test_split)
+    return f"own split: a stratified {split.pooled_test_fraction:.0%} of all labelled rows"
+
+
+def scored_split_sentence(ds: DatasetConfig, split: SplitConfig, rows: int) -> str:
+    if ds.split == "holdout":
+        return f"Test figures are measured on the `{ds.test_split}` split of `{ds.source}` ({rows} rows after cleaning)."
+    return (
+        f"Test figures are measured on this project's own split, not one published with `{ds.source}`: a stratified "
+        f"{split.pooled_test_fraction:.0%} of all its labelled rows ({rows} after cleaning)."
+    )
+
+
+def failing_tests(behavior: dict[str, Any]) -> list[tuple[str, float]]:
+    """The primary model's behavioural tests failed at FAILING or more, most often failed first."""
+    tests = behavior["models"][PRIMARY]["tests"]
+    failing = [
+        (name, t["failure_rate"]) for name, t in tests.items() if t["failure_rate"] is not None and t["failure_rate"] >= FAILING
+    ]
+    return sorted(failing, key=lambda item: (-item[1], item[0]))
+
+
+def flagged_clause(audit: dict[str, Any]) -> str:
+    """The label audit's finding on train, as the card and the README state it: how many rows it flags as
+    suspect, how well it ranks noise planted on purpose (AUROC), and the natural noise it estimates."""
+    text = (
+        f"the {audit['model']} label audit flags {audit['flagged']} of {audit['rows_audited']} train rows "
+        f"({audit['flagged_rate']:.1%}) as suspect"
+    )
+    if planted := audit.get("planted"):
+        text += (
+            f"; on {planted['uniform']['fraction']:.0%} planted noise it ranks the planted rows first with AUROC "
+            f"{planted['uniform']['auroc']:.2f} (uniform flips) and {planted['class_conditional']['auroc']:.2f} "
+            "(class-conditional)"
+        )
+    return text + f"; estimated natural noise {audit['natural_error_rate']:.1%}"
+
+
 def limitations(m: dict[str, Any], description: str | None) -> list[str]:
     """Known limitations, each stated from a measured figure."""
     notes = []
     worst = min(
-        (
-            (name, r)
-            for name, r in m["slices"]["finetune"].items()
-            if name != "all" and r["n"] >= 30 and r["accuracy"] is not None
-        ),
+        ((name, r) for name, r in m["slices"][PRIMARY].items() if name != "all" and r["n"] >= 30 and r["accuracy"] is not None),
         key=lambda item: item[1]["accuracy"],
         default=None,
     )
@@ -49,28 +128,27 @@ def limitations(m: dict[str, Any], description: str | None) -> list[str]:
             f"Weakest test slice with n ≥ 30: {name} (n={r['n']}), "
             f"accuracy {r['accuracy']:.4f} ({r['accuracy_delta']:+.4f} vs all)."
         )
-    test = m["evaluate"]["models"]["finetune"]["test"]
+    primary = m["evaluate"]["models"][PRIMARY]
+    test = primary["test"]
     worst_class = min(test["per_class"].items(), key=lambda item: item[1]["f1"])
     notes.append(f"Lowest per-class test F1: {worst_class[0]} ({worst_class[1]['f1']:.4f}).")
     dev, scored = m["finetune"]["dev"]["accuracy"], test["accuracy"]
     if dev - scored > 0.01:
         notes.append(f"Dev accuracy ({dev:.4f}) exceeds test ({scored:.4f}): dev is for selection, test is the figure to quote.")
-    raw = m["evaluate"]["models"]["finetune"]
-    confidence = "over-confident" if raw["temperature"] > 1 else "under-confident"
+    confidence = "over-confident" if primary["temperature"] > 1 else "under-confident"
     notes.append(
         f"Raw probabilities are {confidence} (test ECE {test['calibration']['ece']:.4f}); the `predict` command applies "
-        f"the temperature fitted on dev (T={raw['temperature']:.3f}, ECE after {test['calibration_scaled']['ece']:.4f})."
+        f"the temperature fitted on dev (T={primary['temperature']:.3f}, ECE after {test['calibration_scaled']['ece']:.4f})."
     )
-    tests = m["behavior"]["models"]["finetune"]["tests"]
-    failing = sorted(((t["failure_rate"], name) for name, t in tests.items() if t["failure_rate"] >= 0.05), reverse=True)
-    if failing:
+    tests = m["behavior"]["models"][PRIMARY]["tests"]
+    if failing := failing_tests(m["behavior"]):
         notes.append(
             "Behavioural tests it fails most often: "
-            + ", ".join(f"{name} ({rate:.0%} of {tests[name]['n']})" for rate, name in failing[:3])
+            + ", ".join(f"{name} ({rate:.0%} of {tests[name]['n']})" for name, rate in failing[:3])
             + "."
         )
     for name, entry in m.get("external", {}).get("sets", {}).items():
-        f = entry["models"]["finetune"]
+        f = entry["models"][PRIMARY]
         if f["accuracy_minus_in_domain"] < -0.02:
             notes.append(
                 f"Out of domain it loses accuracy: {name} {f['accuracy']:.4f} (n={entry['n']}), "
@@ -80,11 +158,9 @@ def limitations(m: dict[str, Any], description: str | None) -> list[str]:
             notes.append(
                 f"On {name} the in-domain temperature worsens calibration (ECE {f['ece']:.4f} -> {f['ece_scaled']:.4f})."
             )
-    audit = m["label_issues"]
     notes.append(
-        f"Training labels: the {audit['model']} audit flags {audit['flagged_rate']:.1%} of train rows as likely mislabelled "
-        f"({audit['flagged']} of {audit['rows_audited']}); the model was trained on them"
-        + (" minus those rows." if m["clean"]["train"]["dropped"].get("label_issue") else " as given.")
+        f"Training labels: {flagged_clause(m['label_issues'])}; the model was trained on them"
+        + (" minus those rows." if dropped_label_issues(m) else " as given.")
     )
     notes.append(f"Trained on {description}." if description else "Trained on the data named above only.")
     return notes
@@ -97,43 +173,58 @@ def trained_with_line(env: dict[str, Any] | None) -> str:
     return f"- Trained in {env['precision']} on {env['device']}{flags}; torch {env['torch']}, transformers {env['transformers']}."
 
 
+def dropped_label_issues(m: dict[str, Any]) -> int:
+    """Train rows the fine-tune left out (clean.drop_label_issues): clean's train rows minus those it trained on."""
+    return m["clean"]["train"]["rows"] - m["finetune"].get("train_rows", m["clean"]["train"]["rows"])
+
+
 def audit_lines(m: dict[str, Any]) -> list[str]:
-    """The training-label audit's paragraph: rows flagged per class and, when measured, its precision on injected flips."""
+    """The label audit's paragraph: train rows flagged per class, its ranking of planted noise and precision
+    beside the ceiling natural noise sets, and the test labels the fine-tuned model disputes."""
     audit = m["label_issues"]
     per_class = ", ".join(f"{name} {r['flagged_rate']:.1%}" for name, r in audit["per_class"].items())
+    folds = f"{audit['folds']}-fold{' grouped by text' if audit.get('grouped_folds') else ''}"
     lines = [
-        f"Training-label audit (`label_issues`, cleanlab on {audit['folds']}-fold {audit['model']} probabilities): "
-        f"{audit['flagged']} of {audit['rows_audited']} train rows ({audit['flagged_rate']:.1%}) flagged as likely "
-        f"mislabelled; by given label: {per_class}."
+        f"Training-label audit (`label_issues`, cleanlab on {folds} out-of-fold {audit['model']} probabilities): "
+        f"{audit['flagged']} of {audit['rows_audited']} train rows ({audit['flagged_rate']:.1%}) flagged as suspect; "
+        f"by given label: {per_class}; estimated natural noise {audit['natural_error_rate']:.1%}."
     ]
-    if "injected" in audit:
-        inj = audit["injected"]
+    for kind in NOISE_KINDS if "planted" in audit else ():
+        planted = audit["planted"][kind]
         lines[0] += (
-            f" On {inj['flipped']} labels flipped on purpose ({inj['fraction']:.0%}), it finds {inj['recall']:.1%} "
-            f"with precision {inj['precision']:.1%}."
+            f" On {planted['planted']} labels planted wrong ({kind.replace('_', '-')}), its label-quality score ranks them "
+            f"with AUROC {planted['auroc']:.3f}; its flags find {planted['recall']:.1%} at precision {planted['precision']:.1%}, "
+            f"{planted['precision_to_ceiling']:.0%} of the {planted['precision_ceiling']:.1%} the natural noise allows."
+        )
+    if test := m["evaluate"].get("test_label_audit"):
+        lines.append(
+            f"Test-label audit (the same rule on the fine-tuned model's test probabilities): {test['suspects']} of "
+            f"{test['test_rows']} test labels suspect; accuracy {test['accuracy']:.4f} on all test rows (the figure to "
+            f"quote), {test['accuracy_without_suspects']:.4f} with the suspects set aside."
         )
     return lines
 
 
-def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
-    ds = params["datasets"][key]
-    names = list(ds["labels"])
-    finetune = m["evaluate"]["models"]["finetune"]
-    test = finetune["test"]
+def card_json(p: CardParams, m: dict[str, Any]) -> dict[str, Any]:
+    ds = p.dataset
+    primary = m["evaluate"]["models"][PRIMARY]
+    test = primary["test"]
     return {
         "model_details": {
-            "name": f"{key}-sentiment",
-            "encoder": params["model"]["name"],
-            "pooling": params["model"]["pooling"],
-            "dropout": params["model"]["dropout"],
-            "labels": names,
-            "temperature": finetune["temperature"],
+            "name": f"{p.key}-sentiment",
+            "encoder": p.model.name,
+            "pooling": p.model.pooling,
+            "dropout": p.model.dropout,
+            "labels": list(ds.labels),
+            "language": ds.language,
+            "temperature": primary["temperature"],
         },
-        "intended_use": f"{len(names)}-class {task(ds)} of texts like those in {ds['source']}"
-        + (f" ({ds['description']})" if ds.get("description") else ""),
+        "intended_use": f"{len(ds.labels)}-class {task(ds)} of texts like those in {ds.source}"
+        + (f" ({ds.description})" if ds.description else ""),
         "skipped": {**m["evaluate"].get("skipped", {}), **m["behavior"].get("skipped", {})},
         "data": {split: m["clean"][split]["rows"] for split in ("train", "dev", "test")},
-        "training": {k: params["train"][k] for k in sorted(params["train"])},
+        "scored_split": scored_split(ds, p.split),
+        "training": p.train.model_dump(mode="json"),
         "trained_with": m["finetune"].get("trained_with"),
         "metrics": {
             "test": {
@@ -144,53 +235,51 @@ def card_json(key: str, params: dict[str, Any], m: dict[str, Any]) -> dict[str, 
                 "ece": test["calibration"]["ece"],
                 "ece_after_temperature_scaling": test["calibration_scaled"]["ece"],
             },
-            "dev": {"accuracy": finetune["dev"]["accuracy"], "f1_macro": finetune["dev"]["f1_macro"]},
+            "dev": {"accuracy": primary["dev"]["accuracy"], "f1_macro": primary["dev"]["f1_macro"]},
             "baselines_test": {
                 model: {"accuracy": r["test"]["accuracy"], "f1_macro": r["test"]["f1_macro"]}
                 for model, r in m["evaluate"]["models"].items()
-                if model != "finetune"
+                if model != PRIMARY
             },
             "export_test_accuracy": {form: r["accuracy"] for form, r in m["export"]["forms"].items()},
             "external_accuracy": {
                 name: {
                     "n": e["n"],
-                    "accuracy": e["models"]["finetune"]["accuracy"],
-                    "ci95": e["models"]["finetune"]["accuracy_ci95"],
+                    "accuracy": e["models"][PRIMARY]["accuracy"],
+                    "ci95": e["models"][PRIMARY]["accuracy_ci95"],
                 }
                 for name, e in m.get("external", {}).get("sets", {}).items()
             },
-            "behavior_failure_rates": {
-                name: t["failure_rate"] for name, t in m["behavior"]["models"]["finetune"]["tests"].items()
-            },
+            "behavior_failure_rates": {name: t["failure_rate"] for name, t in m["behavior"]["models"][PRIMARY]["tests"].items()},
         },
         "label_audit": {
             "model": m["label_issues"]["model"],
             "rows_audited": m["label_issues"]["rows_audited"],
             "flagged_rate": m["label_issues"]["flagged_rate"],
-            "dropped_from_train": m["clean"]["train"]["dropped"].get("label_issue", 0),
+            "dropped_from_train": dropped_label_issues(m),
         },
-        "limitations": limitations(m, ds.get("description")),
+        "limitations": limitations(m, ds.description),
     }
 
 
-def task(ds: dict[str, Any]) -> str:
-    return "sentiment classification" if ds.get("polarity") else "text classification"
+def task(ds: DatasetConfig) -> str:
+    return "sentiment classification" if ds.polarity else "text classification"
 
 
-def hub_metadata(key: str, params: dict[str, Any], m: dict[str, Any]) -> str:
-    """The card's YAML header as the Hub reads it: license, base model, Hub datasets, model-index with test metrics."""
+def hub_metadata(p: CardParams, m: dict[str, Any]) -> str:
+    """The card's YAML header as the Hub reads it: license, language, base model, Hub datasets, and a model-index
+    with the test metrics on the split that was scored."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    ds, test = params["datasets"][key], m["evaluate"]["models"]["finetune"]["test"]
-    source_on_hub = not ds["source"].endswith((".csv", ".tsv", ".parquet"))
-    base = params["model"]["name"]
+    ds, test = p.dataset, m["evaluate"]["models"][PRIMARY]["test"]
+    hub = on_hub(ds)
 
     def result(metric: str, value: float, name: str, args: dict | None = None) -> EvalResult:
         return EvalResult(
             task_type="text-classification",
-            dataset_type=ds["source"] if source_on_hub else key,
-            dataset_name=ds.get("description") or key,
-            dataset_split="test",
+            dataset_type=ds.source if hub else p.key,
+            dataset_name=ds.description or p.key,
+            dataset_split=scored_split(ds, p.split),
             metric_type=metric,
             metric_value=round(value, 4),
             metric_name=name,
@@ -198,13 +287,14 @@ def hub_metadata(key: str, params: dict[str, Any], m: dict[str, Any]) -> str:
         )
 
     data = ModelCardData(
-        license=params["card"]["license"],
-        base_model=None if base == "scratch" else base,
-        datasets=[ds["source"]] if source_on_hub else None,
+        language=ds.language,
+        license=p.card.license,
+        base_model=None if p.model.name == "scratch" else p.model.name,
+        datasets=[ds.source] if hub else None,
         library_name="transformers",
         pipeline_tag="text-classification",
-        tags=["text-classification", *(["sentiment-analysis"] if ds.get("polarity") else []), "dvc"],
-        model_name=f"{key}-classifier",
+        tags=["text-classification", *(["sentiment-analysis"] if ds.polarity else []), "dvc"],
+        model_name=f"{p.key}-classifier",
         eval_results=[
             result("accuracy", test["accuracy"], "test accuracy"),
             result("f1", test["f1_macro"], "test F1-macro", {"average": "macro"}),
@@ -213,32 +303,33 @@ def hub_metadata(key: str, params: dict[str, Any], m: dict[str, Any]) -> str:
     return f"---\n{data.to_yaml()}\n---\n"
 
 
-def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dict[str, Any]) -> str:
-    ev = m["evaluate"]["models"]
-    ft = ev["finetune"]
+def card_markdown(p: CardParams, m: dict[str, Any], card: dict[str, Any]) -> str:
+    ds, ev = p.dataset, m["evaluate"]["models"]
+    labels = card["model_details"]["labels"]
     lines = [
-        hub_metadata(key, params, m),
-        f"# Model card: {key} {task(params['datasets'][key]).replace('classification', 'classifier')}",
+        hub_metadata(p, m),
+        f"# Model card: {p.key} {task(ds).replace('classification', 'classifier')}",
         "",
-        "_Generated by `python -m stages.card` from `metrics/`; do not edit by hand._",
+        "_Generated by `python -m stages.card` from `results/`; do not edit by hand._",
         "",
         "## Model",
         "",
-        f"- Encoder `{params['model']['name']}`, {params['model']['pooling']} pooling, dropout {params['model']['dropout']}, "
-        f"linear head over {len(card['model_details']['labels'])} labels ({', '.join(card['model_details']['labels'])}).",
-        f"- Trained with the Hugging Face Trainer: {params['train']['epochs']} epoch(s), learning rate "
-        f"{params['train']['learning_rate']}, batch size {params['train']['batch_size']}, max_length "
-        f"{params['train']['max_length']}, seed {params['seed']}; best epoch by dev {params['train']['best_metric']}: "
+        f"- Encoder `{p.model.name}`, {p.model.pooling} pooling, dropout {p.model.dropout}, "
+        f"linear head over {len(labels)} labels ({', '.join(labels)}).",
+        f"- Trained with the Hugging Face Trainer: {p.train.epochs:g} epoch(s), learning rate "
+        f"{p.train.learning_rate}, batch size {p.train.batch_size}, max_length "
+        f"{p.train.max_length}, seed {p.seed}; best epoch by dev {p.train.best_metric}: "
         f"{m['finetune']['best_epoch']:g}.",
-        f"- Temperature fitted on dev: {ft['temperature']:.3f}.",
+        f"- Temperature fitted on dev: {ev[PRIMARY]['temperature']:.3f}.",
         trained_with_line(m["finetune"].get("trained_with")),
         "",
         "## Data",
         "",
-        (f"{params['datasets'][key]['description']}. " if params["datasets"][key].get("description") else "")
-        + f"Source `{params['datasets'][key]['source']}`: "
+        (f"{ds.description}. " if ds.description else "")
+        + f"Source `{ds.source}`: "
         + ", ".join(f"{split} {n}" for split, n in card["data"].items())
-        + " rows (after de-duplication and cleaning).",
+        + " rows (after de-duplication and cleaning). "
+        + scored_split_sentence(ds, p.split, card["data"]["test"]),
         "",
         *audit_lines(m),
         "",
@@ -255,12 +346,12 @@ def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dic
         )
     lines += [
         "",
-        "## Slices (finetune, test accuracy)",
+        f"## Slices ({PRIMARY}, test accuracy)",
         "",
         "| slice | n | accuracy | delta vs all |",
         "| --- | --- | --- | --- |",
     ]
-    for name, r in m["slices"]["finetune"].items():
+    for name, r in m["slices"][PRIMARY].items():
         if r["accuracy"] is not None:
             lines.append(f"| {name} | {r['n']} | {r['accuracy']:.4f} | {r['accuracy_delta']:+.4f} |")
     lines += ["", "## Exported forms (test)", "", "| form | accuracy | delta vs torch | size MB |", "| --- | --- | --- | --- |"]
@@ -281,19 +372,19 @@ def card_markdown(key: str, params: dict[str, Any], m: dict[str, Any], card: dic
                     f"| {name} | {e['n']} | {model} | {f['accuracy']:.4f} [{low:.4f}, {high:.4f}] | "
                     f"{f['accuracy_minus_in_domain']:+.4f} | {f['ece']:.4f} | {f['ece_scaled']:.4f} |"
                 )
+    behavior = m["behavior"]["models"]
+    others = [name for name in behavior if name != PRIMARY]
     lines += [
         "",
         "## Behavioural tests (failure rate, 95% Wilson interval)",
         "",
-        "| test | capability | n | finetune | "
-        + " | ".join(name for name in m["behavior"]["models"] if name != "finetune")
-        + " |",
-        "| --- | --- | --- | --- |" + " --- |" * (len(m["behavior"]["models"]) - 1),
+        f"| test | capability | n | {PRIMARY} | " + " | ".join(others) + " |",
+        "| --- | --- | --- | --- |" + " --- |" * len(others),
     ]
-    for name, t in m["behavior"]["models"]["finetune"]["tests"].items():
+    for name, t in behavior[PRIMARY]["tests"].items():
         rates = [
             f"{r['tests'][name]['failure_rate']:.3f} [{r['tests'][name]['ci95'][0]:.3f}, {r['tests'][name]['ci95'][1]:.3f}]"
-            for r in m["behavior"]["models"].values()
+            for r in (behavior[PRIMARY], *(behavior[o] for o in others))
         ]
         lines.append(f"| {name} | {t['capability']} | {t['n']} | " + " | ".join(rates) + " |")
     if "ablations" in m:

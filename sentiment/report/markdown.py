@@ -1,5 +1,5 @@
 """What every generated document shares: markdown tables (pandas `to_markdown`), number formats, the
-generated-block markers, params.yaml's datasets, and reading a metrics or record file that may not exist yet."""
+generated-block markers, params.yaml's datasets, and reading a results or record file that may not exist yet."""
 
 from __future__ import annotations
 

@@ -6,26 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentiment.paths import metrics_file
+from sentiment.evaluation.evaluate import PRIMARY
+from sentiment.paths import results_file
+from sentiment.report.cards import FAILING, failing_tests, flagged_clause
 from sentiment.report.markdown import END, START, datasets, fmt, load, reference, replace_block, table, with_ci
 from sentiment.report.results import external_rows
 
 
 def label_audit_summary(audit: dict[str, Any], evaluate: dict[str, Any] | None) -> str:
-    """One clause: train rows the label audit flags, its precision/recall on injected flips, and its view of test errors."""
-    text = f"label audit ({audit['model']}) flags {audit['flagged_rate']:.1%} of train"
-    if inj := audit.get("injected"):
-        text += f" (on {inj['fraction']:.0%} injected flips: precision {inj['precision']:.2f}, recall {inj['recall']:.2f})"
-    if evaluate and (view := evaluate.get("label_audit")):
+    """One clause: train rows the label audit flags, how it ranks planted noise, the natural noise it
+    estimates, and the test labels it finds suspect beside the accuracy without them."""
+    text = flagged_clause(audit)
+    if evaluate and (test := evaluate.get("test_label_audit")):
         text += (
-            f"; the same rule flags {view['top_confident_errors_flagged']} of the {view['top_confident_errors']} "
-            "most confident test errors"
+            f"; {test['suspects']} of {test['test_rows']} test labels suspect (accuracy {test['accuracy_without_suspects']:.4f} "
+            f"with them set aside, {test['accuracy']:.4f} on all)"
         )
     return text
 
 
 def test_rows(key: str, root: Path) -> list[dict[str, Any]]:
-    evaluate = load(root / metrics_file(key, "evaluate"))
+    evaluate = load(root / results_file(key, "evaluate"))
     if evaluate is None:
         return [{"dataset": key, "model": "_not run yet_"}]
     published = reference(root, key).get("published", {})
@@ -48,27 +49,30 @@ def test_rows(key: str, root: Path) -> list[dict[str, Any]]:
 
 def findings(key: str, root: Path) -> list[str]:
     """Clauses of what each stage found, for the dataset's headline line."""
-    metrics = (root / metrics_file(key, "evaluate")).parent
+    results = (root / results_file(key, "evaluate")).parent
     parts = []
-    if (evaluate := load(metrics / "evaluate.json")) and evaluate.get("skipped"):
+    if (evaluate := load(results / "evaluate.json")) and evaluate.get("skipped"):
         parts.append("not fitted: " + ", ".join(f"{m} ({why})" for m, why in evaluate["skipped"].items()))
-    if (attention := load(metrics / "attention.json")) is not None:
+    if (attention := load(results / "attention.json")) is not None:
         ig, control = attention["methods"]["integrated_gradients"], attention["methods"]["random"]
         parts.append(
             f"integrated gradients comprehensiveness {ig['comprehensiveness']:.3f} (random {control['comprehensiveness']:.3f})"
         )
-    if (export := load(metrics / "export.json")) is not None:
-        name = "onnx_int8"
-        int8 = export["forms"][name]
-        parts.append(f"{name} {int8['accuracy_delta_vs_torch']:+.4f} accuracy vs torch fp32 at {int8['size_mb']:.0f} MB")
-    if (ablations := load(metrics / "ablations.json")) is not None:
+    if (export := load(results / "export.json")) is not None:
+        forms = export["forms"]
+        name = min((f for f, r in forms.items() if r.get("passes_gate")), key=lambda f: forms[f]["size_mb"], default="torch")
+        smallest = forms[name]
+        parts.append(
+            f"{name} (the smallest form that passes export's gate) {smallest['accuracy_delta_vs_torch']:+.4f} accuracy "
+            f"vs torch fp32 at {smallest['size_mb']:.0f} MB"
+        )
+    if (ablations := load(results / "ablations.json")) is not None:
         parts.append(f"best ablation cell on dev: {ablations['best_on_dev']}")
-    if (audit := load(metrics / "label_issues.json")) is not None:
+    if (audit := load(results / "label_issues.json")) is not None:
         parts.append(label_audit_summary(audit, evaluate))
-    if (behavior := load(metrics / "behavior.json")) is not None:
-        tests = behavior["models"]["finetune"]["tests"]
-        failing = sorted(((t["failure_rate"], name) for name, t in tests.items() if t["failure_rate"] >= 0.05), reverse=True)
-        parts.append(f"fails {len(failing)} of {len(tests)} behavioural tests at 5% or more")
+    if (behavior := load(results / "behavior.json")) is not None:
+        tests = behavior["models"][PRIMARY]["tests"]
+        parts.append(f"fails {len(failing_tests(behavior))} of {len(tests)} behavioural tests at {FAILING:.0%} or more")
     return parts
 
 
@@ -79,7 +83,7 @@ def headline(root: Path) -> list[str]:
         if parts := findings(key, root):
             label = f"**{key}**, {entry['description']}" if entry.get("description") else f"**{key}**"
             lines.append(f"- {label}: " + "; ".join(parts) + ".")
-    rows = [r for key in entries if (x := load(root / metrics_file(key, "external"))) for r in external_rows(key, x, False)]
+    rows = [r for key in entries if (x := load(root / results_file(key, "external"))) for r in external_rows(key, x, False)]
     if rows:
         lines += ["", "In the wild: each model on labelled sets from elsewhere, beside its own test:", "", *table(rows)]
     return lines
@@ -89,7 +93,7 @@ def render(root: Path = Path(".")) -> str:
     lines = [
         START,
         "",
-        "_Generated by `python -m sentiment.report` from `metrics/`; all tables: [docs/results.md](docs/results.md)._",
+        "_Generated by `python -m sentiment.report` from `results/`; all tables: [docs/results.md](docs/results.md)._",
         "",
     ]
     return "\n".join([*lines, *headline(root), "", END])

@@ -1,11 +1,12 @@
-"""docs/results.md: every dataset's detailed tables, from its metrics files."""
+"""docs/results.md: every dataset's detailed tables, from its results files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sentiment.paths import metrics_file
+from sentiment.evaluation.evaluate import PRIMARY
+from sentiment.paths import results_file
 from sentiment.report.markdown import datasets, delta, fmt, interval, load, p_value, reference, table, with_ci
 
 
@@ -28,8 +29,8 @@ def models_table(evaluate: dict[str, Any]) -> list[str]:
 
 
 def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
-    metrics = (root / metrics_file(key, "evaluate")).parent
-    evaluate = load(metrics / "evaluate.json")
+    results = (root / results_file(key, "evaluate")).parent
+    evaluate = load(results / "evaluate.json")
     lines = [f"### {key}: {entry['description']}" if entry.get("description") else f"### {key}", ""]
     if evaluate is None:
         return [*lines, "_not run yet_", ""]
@@ -42,9 +43,9 @@ def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
     if evaluate.get("skipped"):
         lines += ["", "Not fitted: " + "; ".join(f"{name} ({why})" for name, why in evaluate["skipped"].items()) + "."]
     quoted = reference(root, key)
-    lines += slices_section(metrics, quoted.get("slices")) + attention_section(metrics)
-    lines += ablation_section(metrics, quoted.get("ablations")) + export_section(metrics)
-    lines += external_section(metrics) + behavior_section(metrics) + label_audit_section(metrics)
+    lines += slices_section(results, quoted.get("slices")) + attention_section(results)
+    lines += ablation_section(results, quoted.get("ablations")) + export_section(results)
+    lines += external_section(results) + behavior_section(results) + label_audit_section(results)
     if published := quoted.get("published"):
         lines += [
             "",
@@ -56,9 +57,9 @@ def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
     return lines
 
 
-def label_audit_section(metrics: Path) -> list[str]:
-    """The training-label audit: rows flagged per given class, the estimated joint, the injected-noise check."""
-    audit = load(metrics / "label_issues.json")
+def label_audit_section(results: Path) -> list[str]:
+    """The training-label audit: rows flagged per given class, the estimated joint, the planted-noise check."""
+    audit = load(results / "label_issues.json")
     if not audit:
         return []
     names = list(audit["per_class"])
@@ -80,19 +81,24 @@ def label_audit_section(metrics: Path) -> list[str]:
         "",
         *table(rows),
     ]
-    if inj := audit.get("injected"):
+    if planted := audit.get("planted"):
+        kinds = [kind for kind, r in planted.items() if isinstance(r, dict) and "auroc" in r]
+        keep = ("planted", "flagged", "found", "precision", "precision_ceiling", "precision_to_ceiling", "recall")
+        keep += ("auroc", "average_precision", "recall_at_2x_budget")
         lines += [
             "",
-            f"On {inj['flipped']} labels flipped on purpose ({inj['fraction']:.0%}, seed {inj['seed']}): "
-            f"{inj['flagged']} flagged, {inj['found']} of them flipped: precision {inj['precision']:.4f}, "
-            f"recall {inj['recall']:.4f}; precision {inj['precision_beyond_natural_issues']:.4f} when rows "
-            "the audit of the given labels flags too are not counted.",
+            f"On labels planted wrong on purpose (seed {planted['seed']}; the {planted['excluded_flagged_rows']} rows flagged "
+            f"on the given labels are never planted), beside the precision ceiling the estimated natural noise "
+            f"({audit['natural_error_rate']:.4f}) sets; AUROC, average precision and recall among the 2 × planted "
+            "lowest-scored rows rank by cleanlab's label-quality score:",
+            "",
+            *table([{"noise": kind, **{k: fmt(planted[kind][k]) for k in keep}} for kind in kinds]),
         ]
     return lines
 
 
-def slices_section(metrics: Path, quoted: str | None) -> list[str]:
-    slices = load(metrics / "slices.json")
+def slices_section(results: Path, quoted: str | None) -> list[str]:
+    slices = load(results / "slices.json")
     if not slices:
         return []
     models = list(slices)
@@ -118,8 +124,8 @@ def faithfulness_verdict(name: str, r: dict[str, Any]) -> str:
     return "both" if len(beats) == 2 else f"{beats[0]} only" if beats else "no"
 
 
-def attention_section(metrics: Path) -> list[str]:
-    report = load(metrics / "attention.json")
+def attention_section(results: Path) -> list[str]:
+    report = load(results / "attention.json")
     if not report:
         return []
     rows = [
@@ -150,8 +156,8 @@ def attention_section(metrics: Path) -> list[str]:
     return lines
 
 
-def ablation_section(metrics: Path, quoted: str | None) -> list[str]:
-    report = load(metrics / "ablations.json")
+def ablation_section(results: Path, quoted: str | None) -> list[str]:
+    report = load(results / "ablations.json")
     if not report:
         return []
     rows = [
@@ -169,8 +175,8 @@ def ablation_section(metrics: Path, quoted: str | None) -> list[str]:
     return lines + ["", f"Best on dev: {report['best_on_dev']}." + (f" {quoted}" if quoted else "")]
 
 
-def export_section(metrics: Path) -> list[str]:
-    report = load(metrics / "export.json")
+def export_section(results: Path) -> list[str]:
+    report = load(results / "export.json")
     if not report:
         return []
     rows = [
@@ -216,8 +222,8 @@ def external_rows(key: str, report: dict[str, Any], full: bool) -> list[dict[str
     return rows
 
 
-def external_section(metrics: Path) -> list[str]:
-    report = load(metrics / "external.json")
+def external_section(results: Path) -> list[str]:
+    report = load(results / "external.json")
     if not report:
         return []
     return [
@@ -225,12 +231,12 @@ def external_section(metrics: Path) -> list[str]:
         f"External sets (form {report['form']}, long texts: {report['long_text']}; `finetune_truncate` reads only the "
         "first max_length tokens; ECE before → after the in-domain temperature):",
         "",
-        *table(external_rows(metrics.name, report, full=True)),
+        *table(external_rows(results.name, report, full=True)),
     ]
 
 
-def behavior_section(metrics: Path) -> list[str]:
-    report = load(metrics / "behavior.json")
+def behavior_section(results: Path) -> list[str]:
+    report = load(results / "behavior.json")
     if not report:
         return []
     rows = [
@@ -244,7 +250,7 @@ def behavior_section(metrics: Path) -> list[str]:
                 for model, r in report["models"].items()
             },
         }
-        for name, t in report["models"]["finetune"]["tests"].items()
+        for name, t in report["models"][PRIMARY]["tests"].items()
     ]
     lines = ["", "Behavioural tests (failure rate [95% Wilson interval]; templates in `data/behavior/templates.yaml`):", ""]
     lines += table(rows) if rows else ["_every test skipped_"]
@@ -254,7 +260,7 @@ def behavior_section(metrics: Path) -> list[str]:
 
 
 def results_page(root: Path = Path(".")) -> str:
-    lines = ["# Results", "", "_Generated by `python -m sentiment.report` from `metrics/`; do not edit by hand._", ""]
+    lines = ["# Results", "", "_Generated by `python -m sentiment.report` from `results/`; do not edit by hand._", ""]
     for key, entry in datasets(root).items():
         lines += dataset_section(key, entry, root)
     return "\n".join(lines).rstrip("\n") + "\n"

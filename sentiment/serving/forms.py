@@ -1,41 +1,124 @@
-"""The fine-tuned model's exported forms, by the names the export stage, `sentiment predict/serve --form`
-and the behavior/external stages all use, and the rule `--form auto` follows."""
+"""The fine-tuned model's forms: ONE registry (name -> file, builder, backend) from which the export stage,
+`sentiment predict/serve --form`, the behavior/external stages, bench/inference.py and the model-registry
+artifacts all take their lists; the gate a form must pass to be served; and the rule `--form auto` follows.
+
+Adding a form: an entry in FORMS here and its builder in sentiment/serving/export.py.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Literal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-from sentiment.paths import metrics_file
+from pydantic import ConfigDict, Field, PositiveInt
 
-# the export stage's ONNX files by form name (data/<key>/export/<file>)
-FORM_FILES = {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx", "onnx_optimized_int8": "model_optimized_int8.onnx"}
-
-# the forms that answer requests (torch_int8 is scored by export, not served: slower than ONNX int8)
-Form = Literal["auto", "onnx_int8", "onnx_optimized_int8", "onnx", "torch"]
-
-GATE = 0.005  # an exported form may lose at most half a point of test accuracy and of F1-macro against torch fp32
-
-# the served forms, fastest first on a CPU: the ONNX int8 forms lead on the CPUs measured
-# (docs/results/inference_*.json; the plain and the optimized graph trade places within run-to-run noise);
-# on a GPU the torch model is the fast one
-CPU_ORDER = ("onnx_int8", "onnx_optimized_int8", "onnx", "torch")
+from sentiment.config import Section
 
 
-def passes_gate(scores: dict[str, float]) -> bool:
-    """Whether a form's export scores lose at most GATE of accuracy and F1-macro against torch fp32."""
-    return min(scores["accuracy_delta_vs_torch"], scores["f1_macro_delta_vs_torch"]) >= -GATE - 1e-12
+@dataclass(frozen=True)
+class FormSpec:
+    name: str
+    description: str  # for the model-registry artifact and the README
+    backend: Literal["torch", "onnx"]
+    file: str | None = None  # under data/<key>/export/; None: the fine-tuned checkpoint itself
+    build: str | None = None  # the function of sentiment.serving.export that writes `file` (a name: no torch import here)
+    source: str | None = None  # the form whose file `build` reads (None: the torch model)
+    auto: bool = True  # whether `auto` may pick it: False for a form whose answer depends on its batch
 
 
-def resolve(key: str, form: Form, gpu: bool = False) -> tuple[str, str]:
-    """(form, why): `auto` becomes the fastest form that passes the gate in metrics/<key>/export.json."""
+FORMS: dict[str, FormSpec] = {
+    spec.name: spec
+    for spec in (
+        FormSpec("torch", "the fine-tuned checkpoint, fp32", "torch"),
+        FormSpec("onnx", "fp32 graph for onnxruntime", "onnx", "model.onnx", "export_onnx"),
+        FormSpec(
+            "onnx_int8_static",
+            "int8, static (QDQ, uint8 activations with ranges calibrated on dev, int8 per-channel weights)",
+            "onnx",
+            "model_int8_static.onnx",
+            "quantize_static_int8",
+            source="onnx",
+        ),
+        FormSpec(
+            "onnx_int8_dynamic",
+            "int8, dynamic (activations quantized per batch: a label can depend on its batch; never picked by auto)",
+            "onnx",
+            "model_int8_dynamic.onnx",
+            "quantize_dynamic_int8",
+            source="onnx",
+            auto=False,
+        ),
+    )
+}
+FORM_CHOICES = ("auto", *FORMS)  # what --form and the behavior/external `form` params accept
+Form = Literal[FORM_CHOICES]  # type: ignore[valid-type]
+Timings = Callable[[list[str]], dict[str, float]]
+GATE_BATCH_SIZES = (1, 8, 16, 64)  # batch sizes every form is scored at (besides those serve and predict use)
+
+
+class GateConfig(Section):
+    """params.yaml `export.gate`: what a form must keep against torch fp32 on test to be served."""
+
+    max_metric_loss: float = Field(ge=0, le=1)  # accuracy and F1-macro, at every batch size scored
+    min_agreement: float = Field(ge=0, le=1)  # share of test labels equal to torch fp32's
+    max_label_changes: int = Field(ge=0)  # test labels that differ between batch 1 and any other batch size
+
+
+class ServedBatchSize(Section):
+    """The `batch_size` of params.yaml `serve` or `predict`, read without the rest of the section."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    batch_size: PositiveInt
+
+
+def gate_failures(figures: dict[str, Any], gate: GateConfig) -> list[str]:
+    """Why a form's export figures fail the gate (empty: it passes)."""
+    failures = []
+    for metric in ("accuracy", "f1_macro"):
+        if figures[f"{metric}_delta_vs_torch"] < -gate.max_metric_loss - 1e-12:
+            failures.append(f"{metric} {figures[f'{metric}_delta_vs_torch']:+.4f} vs torch")
+    if figures["agreement_with_torch"] < gate.min_agreement:
+        failures.append(f"agreement with torch {figures['agreement_with_torch']:.4f} < {gate.min_agreement}")
+    changes = max(figures["label_changes_vs_batch_1"].values(), default=0)
+    if changes > gate.max_label_changes:
+        failures.append(f"{changes} labels change with the batch size")
+    return failures
+
+
+def notice(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def file_of(form: str) -> str:
+    spec = FORMS[form]
+    if spec.file is None:
+        raise ValueError(f"form {form!r} has no exported file")
+    return spec.file
+
+
+def resolve(form: str, export_dir: Path, export_report: Path, gpu: bool, timings: Timings | None = None) -> tuple[str, str]:
+    """(form, why); a named form is itself. `auto`: torch on a GPU or without an export report; else the fastest
+    on this CPU (`timings(forms)`: seconds per form, measured or cached) of torch and the forms auto may pick whose
+    figures pass the gate; a passing form whose file is missing is left out with a one-line notice on stderr."""
     if form != "auto":
         return form, "asked for"
     if gpu:
         return "torch", "auto: a GPU is present"
-    path = metrics_file(key, "export")
-    if not path.exists():
-        return "torch", f"auto: no {path} (export@{key} has not run)"
-    scores = json.loads(path.read_text())["forms"]
-    gated = [f for f in CPU_ORDER if f == "torch" or (f in scores and passes_gate(scores[f]))]
-    return gated[0], f"auto: the fastest form on a CPU within {GATE * 100:.1f} points of torch fp32 on test"
+    if not export_report.exists():
+        return "torch", f"auto: no {export_report} (the export stage has not run)"
+    figures = json.loads(export_report.read_text())["forms"]
+    passing = [f for f, spec in FORMS.items() if f == "torch" or (spec.auto and figures.get(f, {}).get("passes_gate"))]
+    present = [f for f in passing if FORMS[f].file is None or (export_dir / FORMS[f].file).exists()]
+    if missing := [f for f in passing if f not in present]:
+        files = ", ".join(str(export_dir / file_of(f)) for f in missing)
+        notice(f"notice: auto leaves out {', '.join(missing)}: {files} missing (`dvc pull` fetches the export)")
+    if present == ["torch"]:
+        return "torch", "auto: no exported form that passes export's gate is present"
+    seconds = timings(present) if timings else dict.fromkeys(present, 0.0)
+    fastest = min(present, key=lambda f: (seconds[f], present.index(f)))
+    measured = ", ".join(f"{f} {seconds[f] * 1000:.1f} ms" for f in present)
+    return fastest, f"auto: the fastest on this CPU of the forms that pass export's gate ({measured} per timed batch)"

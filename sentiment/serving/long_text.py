@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from sentiment.config import Section
-from sentiment.models.classifier import length_sorted_batches
 
 LongText = Literal["truncate", "chunk"]
 
 
 class PredictConfig(Section):
-    """params.yaml `predict`: how inference outside training reads text."""
+    """params.yaml `predict`: how inference outside training reads text, and in what batches."""
 
+    batch_size: PositiveInt  # texts (or windows) per model call of `sentiment predict`, behavior and external
     long_text: LongText = "chunk"  # truncate: first max_length tokens; chunk: overlapping windows, logits averaged
     window_overlap: float = Field(0.25, ge=0, le=0.5)  # share of max_length consecutive windows have in common
 
@@ -39,15 +39,6 @@ def windows(tokenizer, texts: list[str], max_length: int, cfg: PredictConfig) ->
         list(texts), truncation=True, max_length=max_length, stride=cfg.stride(max_length), return_overflowing_tokens=True
     )
     return encoded["input_ids"], np.asarray(encoded["overflow_to_sample_mapping"])
-
-
-def window_batches(tokenizer, ids: list[list[int]], batch_size: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """(window indices, padded int64 input_ids and attention_mask) per length-sorted batch."""
-    batches = []
-    for rows in length_sorted_batches(ids, batch_size):
-        padded = tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="np")
-        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
-    return batches
 
 
 def mean_per_text(window_logits: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:

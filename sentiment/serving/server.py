@@ -1,9 +1,15 @@
 """The HTTP API behind `sentiment serve` (Starlette on uvicorn): continuous batching of concurrent
-requests onto one `Predictor`, a bounded queue, Prometheus metrics and an optional bearer token.
+requests onto one fine-tuned-model scorer, a bounded queue, bodies bounded while they are read, a cap on
+connections, Prometheus metrics and an optional bearer token.
+
+Two predict routes share the batcher: `POST /v1/predict` (`{"texts": [...]}` -> label, label_id and
+probabilities per text) and `POST /predict`, the classification route of Hugging Face
+text-embeddings-inference (TEI), so clients written for TEI or the HF Inference API (huggingface_hub's
+`InferenceClient.text_classification`) call this server unchanged.
 
 Starlette rather than FastAPI: FastAPI's validation layer adds per-request time on the same route
-(`python bench/asgi_overhead.py` measures both), and three routes whose JSON is checked by hand (so every
-bad input gets a one-line 4xx, not a validation tree) do not need it.
+(`python bench/asgi_overhead.py` measures both), and routes whose JSON is checked by hand (so every bad
+input gets a one-line 4xx, not a validation tree) do not need it.
 """
 
 from __future__ import annotations
@@ -11,51 +17,66 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import PositiveInt
 
-from sentiment.config import Section, load_params, section
+from sentiment.config import Section, UserError, load_params, section
+from sentiment.data.text import CleanConfig
 from sentiment.paths import data_dir, report_dir
 from sentiment.serving.forms import Form
 from sentiment.serving.inputs import lone_surrogate
-from sentiment.serving.predictor import Predictor
+from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.runtime import FinetuneScorer
+
+log = logging.getLogger("uvicorn.error")  # the server's own lines go where uvicorn's do
 
 
 class ServeConfig(Section):
     """params.yaml `serve`."""
 
-    max_batch: PositiveInt = 64  # texts gathered per model round (what arrived while the model was busy)
-    batch_size: PositiveInt = 8  # texts per model call: a round's texts sorted by length, so little padding
-    max_queue: PositiveInt = 1024  # texts waiting for the model; past it a request gets 503 and Retry-After
-    max_texts: PositiveInt = 256  # per request
-    max_chars: PositiveInt = 20_000  # per text
-    max_body_bytes: PositiveInt = 1_000_000
-    token_env: str = "SENTIMENT_TOKEN"  # when this environment variable is set, requests need `Authorization: Bearer <it>`
+    max_batch: PositiveInt  # texts gathered per model round (what arrived while the model was busy)
+    batch_size: PositiveInt  # texts per model call: a round's texts sorted by length, so little padding
+    max_queue: PositiveInt  # texts waiting for the model; past it a request gets 503 and Retry-After
+    max_texts: PositiveInt  # per request
+    max_chars: PositiveInt  # per text
+    max_body_bytes: PositiveInt  # per request body, counted while it is read (chunked or not)
+    max_connections: PositiveInt  # open connections; past it uvicorn answers 503
+    token_env: str  # when this environment variable is set, requests need `Authorization: Bearer <it>`
 
 
 class QueueFull(Exception):
     pass
 
 
+class ModelFailed(Exception):
+    """The model raised on a request's texts (the message names the original exception)."""
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())
+
+
 class ContinuousBatcher:
     """Runs the model on everything that has arrived, at once: an idle model takes a lone request
-    straight away, and requests that arrive while it is busy are gathered into the next batch (up to
+    straight away, and requests that arrive while it is busy are gathered into the next round (up to
     `max_batch` texts). One worker thread runs the model (the model call releases the GIL); at most
-    `max_queue` texts wait, and a request past that raises QueueFull."""
+    `max_queue` texts wait, and a request past that raises QueueFull. When a round of several requests
+    fails, each is run again alone, so only the request the model fails on gets ModelFailed."""
 
     def __init__(self, predict: Callable[[list[str]], list[Any]], max_batch: int, max_queue: int, observe=None):
         self.predict, self.max_batch, self.max_queue = predict, max_batch, max_queue
-        self.observe = observe or (lambda texts: None)  # called with each batch's size
+        self.observe = observe or (lambda texts: None)  # called with each round's size
         self.waiting: deque[tuple[list[str], asyncio.Future]] = deque()
         self.queued = 0  # texts in `waiting`
         self.arrived = asyncio.Event()
@@ -82,26 +103,33 @@ class ContinuousBatcher:
                 items.append((texts, future))
         return items
 
+    async def run_round(self, items: list[tuple[list[str], asyncio.Future]]) -> None:
+        texts = [t for batch, _ in items for t in batch]
+        self.observe(len(texts))
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self.worker, self.predict, texts)
+        except Exception as err:
+            if len(items) > 1:  # which request did the model fail on: each alone
+                for item in items:
+                    await self.run_round([item])
+                return
+            failed = ModelFailed(one_line(err))
+            log.error("the model failed on a request: %s", failed)
+            if not items[0][1].done():
+                items[0][1].set_exception(failed)
+            return
+        start = 0
+        for batch, future in items:
+            if not future.done():
+                future.set_result(results[start : start + len(batch)])
+            start += len(batch)
+
     async def loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self.arrived.wait()
             self.arrived.clear()
             while items := self.next_batch():
-                texts = [t for batch, _ in items for t in batch]
-                self.observe(len(texts))
-                try:
-                    results = await loop.run_in_executor(self.worker, self.predict, texts)
-                except Exception as err:  # the model failed: every request of the batch gets the error, the loop goes on
-                    for _, future in items:
-                        if not future.done():
-                            future.set_exception(err)
-                    continue
-                start = 0
-                for batch, future in items:
-                    if not future.done():
-                        future.set_result(results[start : start + len(batch)])
-                    start += len(batch)
+                await self.run_round(items)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.loop())
@@ -118,37 +146,129 @@ class BadRequest(Exception):
         self.status = status
 
 
-def parse_request(body: bytes, cfg: ServeConfig) -> list[str]:
-    """The `texts` of a predict request, or BadRequest with a 4xx status and a one-line reason."""
-    if len(body) > cfg.max_body_bytes:
-        raise BadRequest(413, f"request body is {len(body)} bytes; the limit is {cfg.max_body_bytes} (serve.max_body_bytes)")
+def checked_texts(texts: list[Any], cfg: ServeConfig, name: str) -> list[str]:
+    """`texts` when each is a string within serve.max_chars and valid Unicode, else BadRequest naming `name[i]`."""
+    if not texts:
+        raise BadRequest(422, f"{name} is empty: send at least one text")
+    if len(texts) > cfg.max_texts:
+        raise BadRequest(413, f"{len(texts)} texts in one request; the limit is {cfg.max_texts} (serve.max_texts)")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise BadRequest(422, f"{name}[{i}] is a {type(t).__name__}, expected a string")
+        if len(t) > cfg.max_chars:
+            raise BadRequest(413, f"{name}[{i}] has {len(t)} characters; the limit is {cfg.max_chars} (serve.max_chars)")
+        if (at := lone_surrogate(t)) is not None:
+            raise BadRequest(400, f"{name}[{i}] has a lone surrogate at character {at} (not valid Unicode)")
+    return texts
+
+
+def bounded_int(digits: str) -> int:
+    """A JSON integer, refused past Python's integer-conversion limit with a 400 (not json's ValueError)."""
+    limit = sys.get_int_max_str_digits()
+    if limit and len(digits.lstrip("-")) > limit:
+        raise BadRequest(400, f"request body has a JSON integer of {len(digits.lstrip('-'))} digits; the limit is {limit}")
+    return int(digits)
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of a request body, or BadRequest with a 400 and a one-line reason."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
         raise BadRequest(400, f"request body is not valid UTF-8 ({err.reason} at byte {err.start})") from None
     try:
-        payload = json.loads(text)
+        return json.loads(text, parse_int=bounded_int)
     except json.JSONDecodeError as err:
         raise BadRequest(400, f"request body is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
     except RecursionError:
         raise BadRequest(400, "request body is JSON nested too deeply") from None
+    except ValueError as err:  # any other refusal of the json module
+        raise BadRequest(400, f"request body is not JSON this server can read ({one_line(err)})") from None
+
+
+def parse_request(body: bytes, cfg: ServeConfig) -> list[str]:
+    """The `texts` of a /v1/predict request, or BadRequest with a 4xx status and a one-line reason."""
+    payload = parse_json(body)
     if not isinstance(payload, dict) or "texts" not in payload:
         raise BadRequest(422, 'expected a JSON object {"texts": ["...", ...]}')
     texts = payload["texts"]
     if not isinstance(texts, list):
         raise BadRequest(422, f"texts must be a list of strings, not {type(texts).__name__}")
-    if not texts:
-        raise BadRequest(422, "texts is empty: send at least one text")
-    if len(texts) > cfg.max_texts:
-        raise BadRequest(413, f"{len(texts)} texts in one request; the limit is {cfg.max_texts} (serve.max_texts)")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise BadRequest(422, f"texts[{i}] is a {type(t).__name__}, expected a string")
-        if len(t) > cfg.max_chars:
-            raise BadRequest(413, f"texts[{i}] has {len(t)} characters; the limit is {cfg.max_chars} (serve.max_chars)")
-        if (at := lone_surrogate(t)) is not None:
-            raise BadRequest(400, f"texts[{i}] has a lone surrogate at character {at} (not valid Unicode)")
-    return texts
+    return checked_texts(texts, cfg, "texts")
+
+
+TEI_FIELDS = ("inputs", "truncate", "raw_scores", "parameters", "options")
+
+
+class TeiRequest(NamedTuple):
+    texts: list[str]
+    nested: bool  # answer with a list per text even for a single text
+    top_k: int | None  # labels per text, highest first (None: all)
+    raw_scores: bool  # scores are the raw logits, not the temperature-scaled probabilities
+
+
+def parse_tei_request(body: bytes, cfg: ServeConfig) -> TeiRequest:
+    """What a POST /predict body asks for, or BadRequest with a 4xx status and a one-line reason.
+
+    TEI's form: `{"inputs": "text" | [["text"], ...], "truncate": bool, "raw_scores": bool}`; the HF
+    Inference API's: `{"inputs": "text" | ["text", ...], "parameters": {"top_k": int, "function_to_apply": ...}}`.
+    `nested`: answer a single text with a list holding its list, as the Inference API does (its clients,
+    huggingface_hub's among them, read the first list); TEI answers a single text with its list alone.
+    `raw_scores`: the logits (the mean over a long text's windows) instead of the probabilities, as TEI.
+    Texts are read as params.yaml `predict.long_text` says, whatever `truncate` is."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or "inputs" not in payload:
+        raise BadRequest(422, 'expected a JSON object {"inputs": "..."} or {"inputs": ["...", ...]}')
+    if unknown := sorted(set(payload) - set(TEI_FIELDS)):
+        raise BadRequest(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(TEI_FIELDS)}")
+    for flag in ("truncate", "raw_scores"):
+        if not isinstance(payload.get(flag, False), bool):
+            raise BadRequest(422, f"{flag} must be true or false, not {payload[flag]!r}")
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(422, f"parameters must be an object, not {type(parameters).__name__}")
+    if unknown := sorted(set(parameters) - {"top_k", "function_to_apply"}):
+        raise BadRequest(422, f"unknown parameter {unknown[0]!r}; the parameters are top_k, function_to_apply")
+    top_k = parameters.get("top_k")
+    if top_k is not None and (type(top_k) is not int or top_k < 1):
+        raise BadRequest(422, f"parameters.top_k must be a whole number >= 1, not {top_k!r}")
+    if parameters.get("function_to_apply", "softmax") != "softmax":
+        raise BadRequest(422, f"parameters.function_to_apply {parameters['function_to_apply']!r} is not served: only softmax")
+    inputs, raw = payload["inputs"], payload.get("raw_scores", False)
+    if isinstance(inputs, str):
+        return TeiRequest(checked_texts([inputs], cfg, "inputs"), "parameters" in payload, top_k, raw)
+    if not isinstance(inputs, list):
+        raise BadRequest(422, f"inputs must be a string or a list of strings, not {type(inputs).__name__}")
+    texts = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, list):  # TEI's batch item: [text] (or [text, text], a pair)
+            if len(item) != 1:
+                raise BadRequest(422, f"inputs[{i}] is a list of {len(item)}: this model reads one text at a time, not pairs")
+            item = item[0]
+        texts.append(item)
+    return TeiRequest(checked_texts(texts, cfg, "inputs"), True, top_k, raw)
+
+
+def ranked(answer: dict[str, Any], top_k: int | None, raw_scores: bool = False) -> list[dict[str, Any]]:
+    """TEI's predictions of one text: {label, score} by score, highest first (ties in label order); the
+    scores are the probabilities, or with `raw_scores` the logits."""
+    scores = sorted(answer["raw_scores" if raw_scores else "probabilities"].items(), key=lambda item: -item[1])
+    return [{"label": label, "score": score} for label, score in scores[:top_k]]
+
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, counted while it is read: a 413 BadRequest as soon as it passes `limit` bytes
+    (a declared Content-Length past it is refused before any byte is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (serve.max_body_bytes)")
+    body = bytearray()
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise BadRequest(413, f"request body is over {limit} bytes, the limit (serve.max_body_bytes)")
+    return bytes(body)
 
 
 def model_version(key: str, lock: Path = Path("dvc.lock")) -> str | None:
@@ -160,15 +280,15 @@ def model_version(key: str, lock: Path = Path("dvc.lock")) -> str | None:
     return next((out.get("md5") for out in stage.get("outs", []) if out.get("path") == wanted), None)
 
 
-def model_info(key: str, predictor: Predictor) -> dict[str, Any]:
+def model_info(key: str, scorer: FinetuneScorer) -> dict[str, Any]:
     card = report_dir(key) / "model_card.json"
     return {
         "dataset": key,
-        "labels": predictor.labels,
-        "encoder": predictor.meta.get("base_model"),
-        "form": predictor.form,
-        "max_length": predictor.meta["max_length"],
-        "temperature": predictor.temperature,
+        "labels": scorer.labels,
+        "encoder": scorer.meta.get("base_model"),
+        "form": scorer.form,
+        "max_length": scorer.meta["max_length"],
+        "temperature": scorer.temperature,
         "test_metrics": json.loads(card.read_text())["metrics"]["test"] if card.exists() else None,
         "version": model_version(key),
     }
@@ -177,15 +297,40 @@ def model_info(key: str, predictor: Predictor) -> dict[str, Any]:
 class Metrics:
     """The server's Prometheus metrics (prometheus-client), in a registry of the app's own."""
 
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+    def __init__(self, queued: Callable[[], int]):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("sentiment_requests", "Predict requests answered, by status", ["status"], registry=self.registry)
+        self.requests = Counter(
+            "sentiment_requests",
+            "Predict requests answered (POST /v1/predict, POST /predict), by route and status (499: the client went away)",
+            ["route", "status"],
+            registry=self.registry,
+        )
         buckets = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-        self.latency = Histogram("sentiment_request_seconds", "Predict request latency", buckets=buckets, registry=self.registry)
+        seconds = "Seconds from a predict request's arrival to its answer"
+        self.latency = Histogram("sentiment_request_seconds", seconds, buckets=buckets, registry=self.registry)
         sizes = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-        self.batch = Histogram("sentiment_batch_texts", "Texts per model call", buckets=sizes, registry=self.registry)
+        self.round = Histogram(
+            "sentiment_round_texts",
+            "Texts per model round: the requests gathered while the model was busy, run together",
+            buckets=sizes,
+            registry=self.registry,
+        )
+        self.call = Histogram(
+            "sentiment_call_rows",
+            "Rows per model call: a round's texts (a long text's windows) sorted by length, cut into serve.batch_size",
+            buckets=sizes,
+            registry=self.registry,
+        )
+        self.unhandled = Counter(
+            "sentiment_unhandled_errors",
+            "Exceptions outside the predict routes' own handling, answered with a one-line 500, by path",
+            ["path"],
+            registry=self.registry,
+        )
+        waiting = Gauge("sentiment_queued_texts", "Texts waiting for the model", registry=self.registry)
+        waiting.set_function(queued)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -193,57 +338,149 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def create_app(predictor: Predictor, cfg: ServeConfig, info: dict[str, Any], token: str | None = None):
-    """The ASGI app: POST /v1/predict, GET /v1/model (both behind the bearer token when there is one),
-    GET /healthz (the process is up), GET /readyz (the model has answered), GET /metrics (Prometheus)."""
+def answers_with_raw_scores(scorer: FinetuneScorer) -> Callable[[list[str]], list[dict[str, Any]]]:
+    """scorer.answers, each with `raw_scores`: its text's logits by label, kept from the model call the
+    answer came from (the scorer's answers are computed from its `logits`; one worker thread calls this)."""
+    logits_of, kept = scorer.logits, []
+
+    def keeping(texts: list[str]):
+        kept.append(logits_of(texts))
+        return kept[-1]
+
+    scorer.logits = keeping
+
+    def answers(texts: list[str]) -> list[dict[str, Any]]:
+        kept.clear()
+        answered = scorer.answers(texts)
+        [logits] = kept
+        return [
+            {**answer, "raw_scores": dict(zip(scorer.labels, row.tolist(), strict=True))}
+            for answer, row in zip(answered, logits, strict=True)
+        ]
+
+    return answers
+
+
+def counted_calls(scorer: FinetuneScorer, observe: Callable[[int], None]) -> None:
+    """Make the scorer report each model call's rows (it runs its backend once per call)."""
+    run = scorer.run
+
+    def observed(input_ids, attention_mask):
+        observe(len(input_ids))
+        return run(input_ids, attention_mask)
+
+    scorer.run = observed
+
+
+def one_line_errors(app, metrics: Metrics):
+    """ASGI middleware: an exception the app did not answer becomes a one-line JSON 500 (when no answer
+    has started), logged on one line and counted, instead of Starlette's plain-text 500 and a traceback."""
+    from starlette.responses import JSONResponse
+
+    async def guarded(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        started = False
+
+        async def sending(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, receive, sending)
+        except Exception as err:
+            log.error("%s %s failed: %s", scope["method"], scope["path"], one_line(err))
+            metrics.unhandled.labels(scope["path"]).inc()
+            if not started:
+                await JSONResponse({"error": f"internal error ({one_line(err)})"}, status_code=500)(scope, receive, send)
+
+    return guarded
+
+
+def create_app(scorer: FinetuneScorer, cfg: ServeConfig, info: dict[str, Any], token: str | None = None):
+    """The ASGI app: POST /v1/predict, POST /predict (TEI), GET /v1/model (all three behind the bearer token
+    when there is one), GET /healthz (the process is up), GET /readyz (the model has answered its warm-up
+    call), GET /metrics (Prometheus). Every answer is JSON, an error a one-line {"error": ...}, an exception
+    no route answered a counted 500 (one_line_errors)."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    metrics = Metrics()
-    batcher = ContinuousBatcher(predictor.answers, cfg.max_batch, cfg.max_queue, metrics.batch.observe)
-    ready = asyncio.Event()
+    if token is not None and not token:
+        raise UserError("the bearer token is empty")
+    batcher = ContinuousBatcher(answers_with_raw_scores(scorer), cfg.max_batch, cfg.max_queue)
+    metrics = Metrics(lambda: batcher.queued)
+    batcher.observe = metrics.round.observe
+    counted_calls(scorer, metrics.call.observe)
+    readiness: dict[str, Any] = {"status": "loading"}
+
+    def error(status: int, message: str, **headers: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
     def refused(request: Request) -> JSONResponse | None:
         if token is None:
             return None
-        given = request.headers.get("authorization", "")
-        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
             return None
-        message = "missing or wrong bearer token (Authorization: Bearer <token>)"
-        return JSONResponse({"error": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", **{"WWW-Authenticate": "Bearer"})
 
-    async def answer(request: Request) -> JSONResponse:
-        if (denied := refused(request)) is not None:
-            return denied
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cfg.max_body_bytes:
-            limit = f"the limit is {cfg.max_body_bytes} (serve.max_body_bytes)"
-            return JSONResponse({"error": f"request body is {declared} bytes; {limit}"}, status_code=413)
+    async def scored(texts: list[str]) -> list[dict[str, Any]] | JSONResponse:
         try:
-            texts = parse_request(await request.body(), cfg)
-        except BadRequest as err:
-            return JSONResponse({"error": str(err)}, status_code=err.status)
-        try:
-            return JSONResponse({"predictions": await batcher.submit(texts)})
+            return await batcher.submit(texts)
         except QueueFull as err:
-            return JSONResponse({"error": str(err)}, status_code=503, headers={"Retry-After": "1"})
+            return error(503, str(err), **{"Retry-After": "1"})
+        except ModelFailed as err:
+            return error(500, f"the model failed on this request ({err})")
 
-    async def predict(request: Request) -> JSONResponse:
-        start = time.perf_counter()
-        response = await answer(request)
-        metrics.requests.labels(str(response.status_code)).inc()
-        metrics.latency.observe(time.perf_counter() - start)
-        return response
+    async def v1_predict(request: Request) -> Response:
+        texts = parse_request(await read_body(request, cfg.max_body_bytes), cfg)
+        answers = await scored(texts)
+        if isinstance(answers, Response):
+            return answers
+        return JSONResponse({"predictions": [{k: v for k, v in a.items() if k != "raw_scores"} for a in answers]})
+
+    async def tei_predict(request: Request) -> Response:
+        asked = parse_tei_request(await read_body(request, cfg.max_body_bytes), cfg)
+        answers = await scored(asked.texts)
+        if isinstance(answers, Response):
+            return answers
+        predictions = [ranked(answer, asked.top_k, asked.raw_scores) for answer in answers]
+        return JSONResponse(predictions if asked.nested else predictions[0])
+
+    def predict_route(route: str, handle: Callable[[Request], Awaitable[Response]]):
+        """`handle` behind the token, every exception answered as one line (a bad request's 4xx, a client
+        gone 499, anything else a 500, logged on one line), each answer counted and timed."""
+
+        async def endpoint(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                response = refused(request) or await handle(request)
+            except BadRequest as err:
+                headers = {"Connection": "close"} if err.status == 413 else {}  # the rest of the body is not read
+                response = error(err.status, str(err), **headers)
+            except ClientDisconnect:
+                response = Response(status_code=499)  # nobody reads it: for the count
+            except Exception as err:
+                log.error("%s failed: %s", route, one_line(err))
+                response = error(500, f"internal error ({one_line(err)})")
+            metrics.requests.labels(route, str(response.status_code)).inc()
+            metrics.latency.observe(time.perf_counter() - start)
+            return response
+
+        return endpoint
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> JSONResponse:
-        if ready.is_set():
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "loading"}, status_code=503, headers={"Retry-After": "1"})
+        if readiness["status"] == "ready":
+            return JSONResponse(readiness)
+        return JSONResponse(readiness, status_code=503, headers={"Retry-After": "1"})
 
     async def model(request: Request) -> JSONResponse:
         return refused(request) or JSONResponse(info)
@@ -252,31 +489,76 @@ def create_app(predictor: Predictor, cfg: ServeConfig, info: dict[str, Any], tok
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    async def warm_up() -> None:
+        """The first model call builds kernels: /readyz says ready once it has answered."""
+        try:
+            await batcher.submit(["warm-up"])
+        except Exception as err:
+            readiness.update(status="failed", error=one_line(err))
+            return
+        readiness["status"] = "ready"
+
     @asynccontextmanager
     async def lifespan(_app):
         batcher.start()
-        await batcher.submit(["warm-up"])  # the first model call builds kernels: answer /readyz after it
-        ready.set()
+        warming = asyncio.get_running_loop().create_task(warm_up())  # not awaited: the port opens meanwhile
         yield
+        warming.cancel()
         await batcher.stop()
 
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     routes = [
-        Route("/v1/predict", predict, methods=["POST"]),
+        Route("/v1/predict", predict_route("/v1/predict", v1_predict), methods=["POST"]),
+        Route("/predict", predict_route("/predict", tei_predict), methods=["POST"]),
         Route("/v1/model", model),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", prometheus),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(one_line_errors, metrics=metrics)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={HTTPException: http_error})
+
+
+def bearer_token(env: str) -> str | None:
+    """The token requests must carry (environment variable `env`), None when it is unset; set but empty,
+    or with spaces no Authorization header can carry, it is a UserError rather than auth silently off."""
+    value = os.environ.get(env)
+    if value is None:
+        return None
+    if not value.strip():
+        raise UserError(f"{env} is set but empty: set it to the token requests must carry, or unset it to serve without one")
+    if value != value.strip():
+        raise UserError(f"{env} starts or ends with whitespace, which no Authorization header can carry")
+    return value
+
+
+def load_scorer(key: str, form: Form, cfg: ServeConfig, params: dict[str, Any]) -> FinetuneScorer:
+    """The dataset's fine-tuned model in `form`, reading text as params.yaml `clean` and `predict` say, in
+    calls of serve.batch_size; idle onnxruntime threads sleep (the event loop needs the core)."""
+    cleaning = section(CleanConfig, params, "clean").light()
+    reading = section(PredictConfig, params, "predict")
+    return FinetuneScorer(key, form, cleaning, reading, cfg.batch_size, spin=False)
+
+
+def uvicorn_config(app, cfg: ServeConfig, host: str, port: int, **options):
+    """uvicorn's settings for the app: serve.max_connections open connections (uvicorn's limit_concurrency
+    counts the one asking too, hence the +1), 30 s for in-flight requests at shutdown."""
+    import uvicorn
+
+    settings = {"log_level": "warning", "timeout_graceful_shutdown": 30, **options}
+    return uvicorn.Config(app, host=host, port=port, limit_concurrency=cfg.max_connections + 1, **settings)
 
 
 def serve(key: str, form: Form, host: str, port: int) -> None:
     """Load the model, then serve until SIGTERM/SIGINT (uvicorn lets in-flight requests finish first)."""
     import uvicorn
 
-    cfg = section(ServeConfig, load_params(), "serve")
-    predictor = Predictor(key, form, cfg.batch_size, spin=False)  # idle ORT threads sleep: the event loop needs the core
-    print(f"serving {key} with form {predictor.form} ({predictor.form_reason}) on http://{host}:{port}", file=sys.stderr)
-    token = os.environ.get(cfg.token_env) or None
-    app = create_app(predictor, cfg, model_info(key, predictor), token)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    params = load_params()
+    cfg = section(ServeConfig, params, "serve")
+    token = bearer_token(cfg.token_env)
+    scorer = load_scorer(key, form, cfg, params)
+    print(f"serving {key} with form {scorer.form} ({scorer.form_reason}) on http://{host}:{port}", file=sys.stderr)
+    app = create_app(scorer, cfg, model_info(key, scorer), token)
+    uvicorn.Server(uvicorn_config(app, cfg, host, port)).run()

@@ -1,0 +1,100 @@
+"""Out-of-fold class probabilities: each row scored by a model fitted on the other folds only (the folds
+come from the caller, e.g. grouped so that no text and a text containing it sit on both sides), from the
+TF-IDF pipeline or from an encoder trained with the Trainer (no dev split, no checkpoints)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import cross_val_predict
+
+from sentiment.config import UserError
+from sentiment.models.baselines import BaselineConfig, build_pipeline, one_vs_rest
+from sentiment.models.config import ModelConfig
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def tfidf_probs(
+    texts: pd.Series, labels: np.ndarray, cfg: BaselineConfig, C: float, folds: Folds, seed: int, n_classes: int
+) -> np.ndarray:
+    """Probabilities from the TF-IDF pipeline (logistic regression at `C`) fitted on the other folds."""
+    pipeline = build_pipeline(cfg, seed, n_classes)
+    pipeline.set_params(**{"clf__estimator__C" if one_vs_rest(cfg, n_classes) else "clf__C": C})
+    return cross_val_predict(pipeline, texts, labels, cv=folds, method="predict_proba", n_jobs=cfg.n_jobs)
+
+
+def encoder_probs(
+    texts: pd.Series, labels: np.ndarray, model_cfg: ModelConfig, train_cfg, folds: Folds, seed: int, n_classes: int
+) -> np.ndarray:
+    """Probabilities from a fresh `model_cfg` encoder trained for `train_cfg.epochs` (a
+    `sentiment.models.training.TrainConfig`) on the other folds."""
+    from transformers import DataCollatorWithPadding, Trainer, set_seed  # torch loads only for this model
+
+    from sentiment.data.datasets import softmax
+    from sentiment.models.classifier import load_tokenizer, model_max_length, predict_logits
+    from sentiment.models.training import build_trainable, tokenize, training_arguments
+
+    tokenizer = load_tokenizer(model_cfg)
+    if train_cfg.max_length > (limit := model_max_length(model_cfg, tokenizer)):
+        where = f"label_issues.encoder.max_length={train_cfg.max_length!r}"
+        raise UserError(f"invalid param {where}: {model_cfg.name} accepts 2..{limit}")
+    probs = np.zeros((len(labels), n_classes))
+    frame = pd.DataFrame({"text": np.asarray(texts), "label": labels})
+    for fold, (fit_rows, held_rows) in enumerate(folds):
+        set_seed(seed + fold)
+        model = build_trainable(model_cfg, train_cfg, tokenizer, n_classes)
+        with tempfile.TemporaryDirectory(prefix="out-of-fold-") as scratch:
+            args = training_arguments(train_cfg, seed + fold, Path(scratch), evaluate=False)
+            trainer = Trainer(
+                model=model,
+                args=args,
+                train_dataset=tokenize(frame.iloc[fit_rows], tokenizer, train_cfg.max_length),
+                processing_class=tokenizer,
+                data_collator=DataCollatorWithPadding(tokenizer),
+            )
+            trainer.train()
+        held = frame["text"].iloc[held_rows].tolist()
+        batch = train_cfg.eval_batch_size
+        logits = predict_logits(model, tokenizer, held, train_cfg.max_length, batch, args.bf16, progress=False)
+        probs[held_rows] = softmax(logits)
+        print(f"out-of-fold {fold + 1}/{len(folds)}: trained on {len(fit_rows)} rows, scored {len(held_rows)}")
+    return probs
+
+
+def fold_model(
+    kind: str,
+    seed: int,
+    n_classes: int,
+    *,
+    baseline: BaselineConfig | None = None,
+    tfidf_C: float = 1.0,
+    encoder: ModelConfig | None = None,
+    encoder_train: dict | None = None,
+):
+    """f(rows, labels, folds) -> out-of-fold probabilities: `tfidf` on rows' `text_norm` (baseline's features,
+    logistic regression at `tfidf_C`), or `encoder` on rows' `text`, trained with `encoder_train` (epochs,
+    learning_rate, batch_size, max_length, weight_decay, warmup_ratio)."""
+    if kind == "tfidf":
+        return lambda rows, labels, folds: tfidf_probs(rows["text_norm"], labels, baseline, tfidf_C, folds, seed, n_classes)
+    from sentiment.models.training import TrainConfig  # torch and transformers load only for this model (5 s)
+
+    settings = dict(encoder_train or {})
+    # the rest of the recipe is fixed: no dev split, checkpoints or early stopping (evaluate=False), no tricks
+    train_cfg = TrainConfig(
+        eval_batch_size=2 * settings["batch_size"],
+        grad_accum=1,
+        max_grad_norm=1.0,
+        label_smoothing=0.0,
+        freeze_embeddings=False,
+        precision="auto",
+        torch_compile=False,
+        best_metric="loss",
+        early_stopping_patience=0,
+        logging_steps=50,
+        **settings,
+    )
+    return lambda rows, labels, folds: encoder_probs(rows["text"], labels, encoder, train_cfg, folds, seed, n_classes)
