@@ -248,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--ig-steps", type=int, help="first integrated-gradients step count (default: params.yaml attention.ig_steps)")
     e.add_argument("--output", default="explain.png", help="where to write the heatmap PNG")
     e.set_defaults(func=cmd_explain)
-    s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, GET /healthz, GET /v1/model")
+    s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, POST /predict (TEI), GET /v1/model, /readyz, /metrics")
     s.add_argument("--dataset", help="whose fine-tuned model to serve (a params.yaml datasets key; default: the first)")
     s.add_argument("--form", choices=FORM_CHOICES, default="auto", help=FORM_HELP)
     s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")

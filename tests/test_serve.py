@@ -1,7 +1,7 @@
 """`sentiment serve` on a tiny model: the same answers as `sentiment predict`, concurrent requests batched
 and returned complete and in order, a lone request run at once, a full queue a 503, every bad input a
 one-line 4xx while the server goes on serving (huge integers, bodies over the limit chunked or not), a
-model error a counted 500 after which the server goes on, /readyz loading until the warm-up call has
+model error a counted 503 after which the server goes on, /readyz loading until the warm-up call has
 answered, a cap on connections, quiet client disconnects, Prometheus metrics, the bearer token, the TEI
 route through huggingface_hub's real client, and SIGTERM lets an in-flight request finish."""
 
@@ -355,7 +355,7 @@ def test_a_chunked_body_over_the_limit_is_a_413_before_it_ends_on_a_real_server(
             assert ok.status_code == 200  # a chunked body within the limit is read whole
 
 
-def test_a_model_error_is_a_counted_one_line_500_and_the_server_goes_on(served, caplog):
+def test_a_model_error_is_a_counted_one_line_503_and_the_server_goes_on(served, caplog):
     """Only the request the model fails on gets the error (a failed round is run again request by request)."""
     cfg = serve_config()
     scorer = scorer_for(cfg)
@@ -380,13 +380,14 @@ def test_a_model_error_is_a_counted_one_line_500_and_the_server_goes_on(served, 
                 return together, tei, after, (await client.get("/metrics")).text
 
     together, tei, after, exposition = asyncio.run(go())
-    assert [r.status_code for r in together] == [200] * len(TEXTS) + [500]
+    assert [r.status_code for r in together] == [200] * len(TEXTS) + [503]
+    assert together[-1].headers["retry-after"] == "1"
     assert together[-1].json() == {"error": "the model failed on this request (RuntimeError: the model exploded on two lines)"}
-    assert tei.status_code == 500 and "the model exploded" in tei.json()["error"]
+    assert tei.status_code == 503 and "the model exploded" in tei.json()["error"]
     assert after.status_code == 200 and len(after.json()["predictions"]) == len(TEXTS)
     samples = metric_samples(exposition)
-    assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "500")))] == 1
-    assert samples[("sentiment_requests_total", (("route", "/predict"), ("status", "500")))] == 1
+    assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "503")))] == 1
+    assert samples[("sentiment_requests_total", (("route", "/predict"), ("status", "503")))] == 1
     assert samples[("sentiment_requests_total", (("route", "/v1/predict"), ("status", "200")))] == len(TEXTS) + 1
     assert not any(r.exc_info for r in caplog.records), "a traceback was logged"
     assert any("the model exploded on two lines" in r.getMessage() for r in caplog.records)

@@ -435,7 +435,7 @@ def create_app(scorer: FinetuneScorer, cfg: ServeConfig, info: dict[str, Any], t
         except QueueFull as err:
             return error(503, str(err), **{"Retry-After": "1"})
         except ModelFailed as err:
-            return error(500, f"the model failed on this request ({err})")
+            return error(503, f"the model failed on this request ({err})", **{"Retry-After": "1"})
 
     async def v1_predict(request: Request) -> Response:
         texts = parse_request(await read_body(request, cfg.max_body_bytes), cfg)
