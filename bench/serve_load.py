@@ -35,7 +35,8 @@ from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean
 from sentiment.data.text import CleanConfig
 from sentiment.machine import describe, machine
-from sentiment.serving.forms import FORM_CHOICES, GATE_BATCH_SIZES
+from sentiment.serving.export import scored_batch_sizes
+from sentiment.serving.forms import FORM_CHOICES
 from sentiment.serving.long_text import PredictConfig
 from sentiment.serving.runtime import FinetuneScorer
 from sentiment.serving.server import ServeConfig
@@ -79,12 +80,12 @@ def round_rates(predictor: FinetuneScorer, texts: list[str], round_size: int, ba
     return rates
 
 
-def batch_dependence(predictor: FinetuneScorer, texts: list[str]) -> dict[str, object]:
-    """Test labels changed between scored alone and in length-sorted batches of 8, 16 and 64, and the largest
+def batch_dependence(predictor: FinetuneScorer, texts: list[str], batch_sizes: list[int]) -> dict[str, object]:
+    """Test labels changed between scored alone and in length-sorted batches of each size the export gate scores, and the largest
     change of a probability (the export gate's figures, for the served form)."""
     alone = None
     changes, largest = {}, 0.0
-    for size in GATE_BATCH_SIZES:
+    for size in batch_sizes:
         predictor.batch_size = size
         probs = predictor.probabilities(texts)
         if alone is None:
@@ -147,7 +148,7 @@ def main() -> None:
     predictor = FinetuneScorer(args.dataset, args.form, section(CleanConfig, params, "clean").light(), reading, 64)
     offline, single_ms = offline_rates(predictor, texts)
     rounds = round_rates(predictor, texts, min(32, cfg.max_batch), cfg.batch_size)
-    dependent = batch_dependence(predictor, texts)
+    dependent = batch_dependence(predictor, texts, scored_batch_sizes(params))
     port = free_port()
     cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", args.dataset, "--form", predictor.form]
     server = subprocess.Popen([*cmd, "--port", str(port)], env={**os.environ, "PYTHONWARNINGS": "ignore"})

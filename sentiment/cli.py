@@ -23,6 +23,7 @@ from sentiment.config import PARAMS_FILE, UserError, load_params, section
 from sentiment.data.text import CleanConfig, Cleaning, clean_text
 from sentiment.io import atomic_path
 from sentiment.metrics import scale
+from sentiment.paths import MODELS
 from sentiment.serving.forms import FORM_CHOICES
 from sentiment.serving.inputs import CHUNK, FORMATS, decode, iter_rows
 from sentiment.serving.long_text import PredictConfig
@@ -44,12 +45,12 @@ def no_loading_bar() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(dataset: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """(model, tokenizer, head metadata) of a dataset's fine-tuned model; kwargs go to load_classifier."""
+def load_model(dataset: str, model: str, **kwargs: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, head metadata) of a dataset's trained model; kwargs go to load_classifier."""
     from sentiment.models.classifier import load_classifier
 
     with no_loading_bar():
-        return load_classifier(trained_model(dataset), **kwargs)
+        return load_classifier(trained_model(dataset, model), **kwargs)
 
 
 def predictions(scorer: Any, rows: list[tuple[Any, str]], reading: PredictConfig) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -114,7 +115,7 @@ def output_stream(target: str) -> Iterator[Any]:
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentiment.serving.server import serve
 
-    serve(args.dataset or first_dataset(), args.form, args.host, args.port)
+    serve(args.dataset or first_dataset(), args.form, args.host, args.port, args.model)
 
 
 def current_umask() -> int:
@@ -148,8 +149,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
     dataset = args.dataset or first_dataset()
     with no_loading_bar():
-        scorer = FinetuneScorer(dataset, args.form, cleaning(params), reading, reading.batch_size)
-    print(f"form {scorer.form} ({scorer.form_reason})", file=sys.stderr)
+        scorer = FinetuneScorer(
+            dataset, args.form, cleaning(params), reading, reading.batch_size, model=args.model or reading.model
+        )
+    print(f"model {scorer.model}, form {scorer.form} ({scorer.form_reason})", file=sys.stderr)
     totals = {"empty": 0, "long": 0}
     size = Path(args.input).stat().st_size if args.input != "-" else None
     rows = iter_rows(args.input, args.input_format, args.text_column, args.id_column)
@@ -197,10 +200,12 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if not text:
         raise UserError("the text is empty after cleaning")
     args.dataset = args.dataset or first_dataset()
-    model, tokenizer, meta = load_model(args.dataset, need_attention_weights=True)
+    params = checkout_params()
+    chosen = args.model or (section(PredictConfig, params, "predict").model if "predict" in params else "finetune")
+    model, tokenizer, meta = load_model(args.dataset, chosen, need_attention_weights=True)
     result = explain_example(model, tokenizer, text, meta["max_length"], attention_config(args.ig_steps))
     names = meta["labels"]
-    probs = scale(np.log(np.clip(result["probs"][None, :], 1e-12, 1)), temperature(args.dataset))[0]
+    probs = scale(np.log(np.clip(result["probs"][None, :], 1e-12, 1)), temperature(args.dataset, chosen))[0]
     print(f"prediction: {names[int(probs.argmax())]}")
     print("probabilities: " + ", ".join(f"{n} {p:.3f}" for n, p in zip(names, probs, strict=True)))
     words = result["words"]
@@ -215,6 +220,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 FORM_HELP = "the model's form (auto: the fastest on this CPU of those that pass the export stage's gate)"
+MODEL_HELP = "finetune (the fine-tuned model) or distill (its distilled student); default: params.yaml predict.model"
 
 
 def positive_int(value: str) -> int:
@@ -235,6 +241,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-format", choices=["csv", "jsonl"])
     p.add_argument("--id-column", help="the id column (CSV) or field (JSONL) written with each row (default: row number)")
     p.add_argument("--batch-size", type=positive_int, help="texts (or windows) per model call (default: predict.batch_size)")
+    p.add_argument("--model", choices=MODELS, help=MODEL_HELP)
     p.add_argument("--form", choices=FORM_CHOICES, default="auto", help=FORM_HELP)
     p.add_argument(
         "--long-text", choices=["truncate", "chunk"], help="texts over max_length: default params.yaml predict.long_text"
@@ -244,12 +251,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("text", nargs="?", help="the text to explain")
     e.add_argument("--file", help="read the text from this file instead")
     e.add_argument("--dataset", help="whose fine-tuned model to use (a params.yaml datasets key; default: the first)")
+    e.add_argument("--model", choices=MODELS, help=MODEL_HELP)
     e.add_argument("--top", type=int, default=5, help="tokens listed per method")
     e.add_argument("--ig-steps", type=int, help="first integrated-gradients step count (default: params.yaml attention.ig_steps)")
     e.add_argument("--output", default="explain.png", help="where to write the heatmap PNG")
     e.set_defaults(func=cmd_explain)
     s = sub.add_parser("serve", help="an HTTP API: POST /v1/predict, POST /predict (TEI), GET /v1/model, /readyz, /metrics")
     s.add_argument("--dataset", help="whose fine-tuned model to serve (a params.yaml datasets key; default: the first)")
+    s.add_argument("--model", choices=MODELS, help=MODEL_HELP)
     s.add_argument("--form", choices=FORM_CHOICES, default="auto", help=FORM_HELP)
     s.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     s.add_argument("--port", type=int, default=8000)

@@ -38,9 +38,17 @@ def plots_dir(key: str, stage: str) -> Path:
     return Path("plots") / key / stage
 
 
-def model_dir(key: str) -> Path:
-    """The fine-tuned model's lean inference directory."""
-    return data_dir(key, "finetune") / "model"
+MODELS = ("finetune", "distill")  # the served models, each named by the stage that trains it; finetune is the teacher
+
+
+def model_dir(key: str, model: str = "finetune") -> Path:
+    """A trained model's lean inference directory (the fine-tuned model, or its distilled student)."""
+    return data_dir(key, model) / "model"
+
+
+def export_stage(model: str) -> str:
+    """The stage that exports a model's forms: export for the fine-tuned model, export_<model> for another."""
+    return "export" if model == "finetune" else f"export_{model}"
 
 
 def ablation_cell_dir(key: str, cell: str) -> Path:

@@ -123,7 +123,7 @@ def test_stdin(checkout, capsys, monkeypatch):
     code, out, err = run(capsys, stdin=b"what a lovely film\n", monkeypatch=monkeypatch)
     assert code == 0 and pd.read_csv(io.StringIO(out))["label"].tolist() == [expected(["what a lovely film"])[0]["label"]]
     assert "Loading weights" not in err  # no progress bar for loading a local checkpoint
-    assert err.startswith("form torch (asked for)")
+    assert err.startswith("model finetune, form torch (asked for)")
 
 
 def test_the_batch_size_comes_from_params_and_the_option_and_changes_no_answer(checkout, capsys, monkeypatch):
@@ -146,7 +146,7 @@ def test_loading_bar_is_hidden_only_while_the_cli_loads(saved_model):
     from sentiment.cli import load_model
 
     assert hf_logging.is_progress_bar_enabled()
-    load_model("toy")
+    load_model("toy", "finetune")
     assert hf_logging.is_progress_bar_enabled()
 
 

@@ -61,7 +61,7 @@ def exported(trained):
         (trained / "params.yaml").write_text(yaml.safe_dump(stage_params()))
         (trained / "results" / "toy").mkdir(parents=True, exist_ok=True)
         (trained / "results" / "toy" / "evaluate.json").write_text(json.dumps({"models": {"finetune": {"temperature": 1.5}}}))
-        run_stage(export.main, export.__doc__, argv=["toy"])
+        run_stage(export.main, export.__doc__, arguments=export.arguments, argv=["toy"])
     finally:
         os.chdir(cwd)
     return trained
@@ -132,7 +132,7 @@ def test_the_export_stage_records_the_gate_per_form_deterministically(exported, 
     assert str(exported) not in (out / "config.json").read_text()
     digests = {f: hashlib.sha256((out / spec.file).read_bytes()).hexdigest() for f, spec in FORMS.items() if spec.file}
     monkeypatch.chdir(exported)
-    run_stage(export.main, export.__doc__, argv=["toy"])  # again: the same files, the same figures
+    run_stage(export.main, export.__doc__, arguments=export.arguments, argv=["toy"])  # again: the same files, the same figures
     assert {f: hashlib.sha256((out / spec.file).read_bytes()).hexdigest() for f, spec in FORMS.items() if spec.file} == digests
     assert json.loads((exported / "results" / "toy" / "export.json").read_text()) == report
 
@@ -254,6 +254,6 @@ def test_export_refuses_a_bad_param(trained, monkeypatch, capsys):
         params[section] = {**params[section], key: value}
         (trained / "params.yaml").write_text(yaml.safe_dump(params))
         with pytest.raises(SystemExit):
-            run_stage(export.main, export.__doc__, argv=["toy"])
+            run_stage(export.main, export.__doc__, arguments=export.arguments, argv=["toy"])
         assert f"error: invalid param {section}.{key}" in capsys.readouterr().err
     (trained / "params.yaml").write_text(yaml.safe_dump(stage_params()))

@@ -66,12 +66,6 @@ def logit_columns(names: list[str]) -> list[str]:
     return [f"logit_{n}" for n in names]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def predictions_frame(
     ids: Any, labels: Any, probs: np.ndarray, names: list[str], logits: np.ndarray | None = None
 ) -> pd.DataFrame:

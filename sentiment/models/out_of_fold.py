@@ -12,8 +12,9 @@ import pandas as pd
 from sklearn.model_selection import cross_val_predict
 
 from sentiment.config import UserError
+from sentiment.metrics import scale
 from sentiment.models.baselines import BaselineConfig, build_pipeline, one_vs_rest
-from sentiment.models.config import ModelConfig
+from sentiment.models.config import ModelConfig, TrainConfig
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -31,10 +32,9 @@ def encoder_probs(
     texts: pd.Series, labels: np.ndarray, model_cfg: ModelConfig, train_cfg, folds: Folds, seed: int, n_classes: int
 ) -> np.ndarray:
     """Probabilities from a fresh `model_cfg` encoder trained for `train_cfg.epochs` (a
-    `sentiment.models.training.TrainConfig`) on the other folds."""
+    `sentiment.models.config.TrainConfig`) on the other folds."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed  # torch loads only for this model
 
-    from sentiment.data.datasets import softmax
     from sentiment.models.classifier import load_tokenizer, model_max_length, predict_logits
     from sentiment.models.training import build_trainable, tokenize, training_arguments
 
@@ -60,7 +60,7 @@ def encoder_probs(
         held = frame["text"].iloc[held_rows].tolist()
         batch = train_cfg.eval_batch_size
         logits = predict_logits(model, tokenizer, held, train_cfg.max_length, batch, args.bf16, progress=False)
-        probs[held_rows] = softmax(logits)
+        probs[held_rows] = scale(logits, 1.0)
         print(f"out-of-fold {fold + 1}/{len(folds)}: trained on {len(fit_rows)} rows, scored {len(held_rows)}")
     return probs
 
@@ -80,7 +80,6 @@ def fold_model(
     learning_rate, batch_size, max_length, weight_decay, warmup_ratio)."""
     if kind == "tfidf":
         return lambda rows, labels, folds: tfidf_probs(rows["text_norm"], labels, baseline, tfidf_C, folds, seed, n_classes)
-    from sentiment.models.training import TrainConfig  # torch and transformers load only for this model (5 s)
 
     settings = dict(encoder_train or {})
     # the rest of the recipe is fixed: no dev split, checkpoints or early stopping (evaluate=False), no tricks

@@ -11,12 +11,11 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import torch
 from datasets import Dataset
-from pydantic import Field, PositiveInt
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -27,14 +26,13 @@ from transformers import (
 )
 from transformers.utils import is_torch_bf16_gpu_available
 
-from sentiment.config import Section, UserError, dataset, section, validated_seed
-from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, softmax, training_rows
+from sentiment.config import UserError, dataset, section, validated_seed
+from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, training_rows
 from sentiment.data.text import CleanConfig
 from sentiment.io import write_csv
 from sentiment.machine import cpu_flags, cpu_supports_bf16
-from sentiment.metrics import accuracy_and_f1
+from sentiment.metrics import accuracy_and_f1, scale
 from sentiment.models.classifier import (
-    ModelConfig,
     SentimentClassifier,
     build_model,
     load_tokenizer,
@@ -42,27 +40,7 @@ from sentiment.models.classifier import (
     predict_logits,
     save_classifier,
 )
-
-
-class TrainConfig(Section):
-    """params.yaml `train`."""
-
-    epochs: float = Field(gt=0, le=1000)
-    learning_rate: float = Field(gt=0, le=1)
-    batch_size: PositiveInt
-    eval_batch_size: PositiveInt
-    grad_accum: PositiveInt
-    weight_decay: float = Field(ge=0)
-    warmup_ratio: float = Field(ge=0, lt=1)
-    max_grad_norm: float = Field(gt=0)
-    label_smoothing: float = Field(ge=0, le=1)
-    freeze_embeddings: bool  # word embeddings stay as pre-trained
-    max_length: int = Field(ge=2)
-    precision: Literal["auto", "bf16", "fp16", "fp32"]
-    torch_compile: bool
-    best_metric: Literal["loss", "accuracy", "f1_macro"]
-    early_stopping_patience: int = Field(ge=0)
-    logging_steps: PositiveInt
+from sentiment.models.config import ModelConfig, TrainConfig
 
 
 def is_main_process() -> bool:
@@ -303,7 +281,7 @@ def finetune(
             train_cfg.eval_batch_size,
             trainer.args.bf16,
         )
-        frame = predictions_frame(frames[split]["id"], frames[split]["label"], softmax(logits), names, logits)
+        frame = predictions_frame(frames[split]["id"], frames[split]["label"], scale(logits, 1.0), names, logits)
         metrics[split] = accuracy_and_f1(frame["label"], frame["pred"])
         write_csv(frame, out_dir / f"finetune_{split}.csv")
     metrics["curves"] = training_curves(trainer.state.log_history)

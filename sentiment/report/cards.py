@@ -13,8 +13,7 @@ from sentiment.data.splitting import SplitConfig
 from sentiment.evaluation.evaluate import PRIMARY
 from sentiment.evaluation.label_audit import NOISE_KINDS
 from sentiment.io import read_json
-from sentiment.models.config import ModelConfig
-from sentiment.models.training import TrainConfig
+from sentiment.models.config import ModelConfig, TrainConfig
 from sentiment.paths import results_file
 from sentiment.stage import stage_results
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from sentiment.config import Section
+from sentiment.config import Section, section
 from sentiment.metrics import accuracy_and_f1, scale
-from sentiment.serving.forms import FORMS, GateConfig, gate_failures
+from sentiment.serving.forms import FORMS, GateConfig, ServedBatchSize, gate_failures
 from sentiment.serving.runtime import Backend, Batches, batches_of, encode, onnx_backend, run_batches, torch_backend
 
 
@@ -28,6 +28,12 @@ class ExportConfig(Section):
     calibration_rows: PositiveInt  # dev rows (the first, in the clean split's order) whose activations set int8 ranges
     batch_sizes: list[PositiveInt] = Field(min_length=1)  # test is scored at these and at serve/predict's batch sizes
     gate: GateConfig
+
+
+def scored_batch_sizes(params: dict[str, Any]) -> list[int]:
+    """Batch 1, `export.batch_sizes` and the batch sizes serve and predict use: what every form is scored at."""
+    served = [section(ServedBatchSize, params, use).batch_size for use in ("serve", "predict")]
+    return sorted({1, *section(ExportConfig, params, "export").batch_sizes, *served})
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,6 @@ FORMS: dict[str, FormSpec] = {
 FORM_CHOICES = ("auto", *FORMS)  # what --form and the behavior/external `form` params accept
 Form = Literal[FORM_CHOICES]  # type: ignore[valid-type]
 Timings = Callable[[list[str]], dict[str, float]]
-GATE_BATCH_SIZES = (1, 8, 16, 64)  # batch sizes every form is scored at (besides those serve and predict use)
 
 
 class GateConfig(Section):

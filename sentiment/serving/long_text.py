@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from sentiment.config import Section
+from sentiment.paths import MODELS
 
 LongText = Literal["truncate", "chunk"]
 
@@ -24,6 +25,7 @@ class PredictConfig(Section):
     batch_size: PositiveInt  # texts (or windows) per model call of `sentiment predict`, behavior and external
     long_text: LongText = "chunk"  # truncate: first max_length tokens; chunk: overlapping windows, logits averaged
     window_overlap: float = Field(0.25, ge=0, le=0.5)  # share of max_length consecutive windows have in common
+    model: Literal[MODELS] = "finetune"  # type: ignore[valid-type]  # what predict, explain and serve use by default
 
     def stride(self, max_length: int) -> int:
         """Tokens consecutive windows share (the tokenizer's `stride`)."""

@@ -25,7 +25,7 @@ from sentiment.data.text import CleanConfig, Cleaning, WordLists, clean_text
 from sentiment.io import read_results
 from sentiment.machine import machine_key
 from sentiment.metrics import scale
-from sentiment.paths import data_dir, model_dir, results_file
+from sentiment.paths import data_dir, export_stage, model_dir, results_file
 from sentiment.serving.forms import FORMS, resolve
 from sentiment.serving.long_text import PredictConfig, mean_per_text, windows
 
@@ -90,35 +90,38 @@ def run_batches(run: Backend, batches: Batches, n: int) -> np.ndarray:
     return np.zeros((0, 0)) if logits is None else logits
 
 
-def load_backend(key: str, form: str, spin: bool = True) -> tuple[Backend, Any]:
-    """(backend, tokenizer) of one form of a dataset's fine-tuned model."""
+def load_backend(key: str, form: str, spin: bool = True, model: str = "finetune") -> tuple[Backend, Any]:
+    """(backend, tokenizer) of one form of a dataset's trained model (sentiment.paths.MODELS)."""
     from transformers import AutoTokenizer
 
-    spec, path = FORMS[form], trained_model(key)
+    spec, path = FORMS[form], trained_model(key, model)
     if spec.backend == "torch":
         from sentiment.models.classifier import load_classifier
 
         model, tokenizer, _ = load_classifier(path)
         return torch_backend(model), tokenizer
-    onnx = data_dir(key, "export") / spec.file
+    onnx = data_dir(key, export_stage(model)) / spec.file
     if not onnx.exists():
-        raise UserError(f"no exported model at {onnx}: run `dvc repro export@{key}` (or `dvc pull`) first")
+        raise UserError(f"no exported model at {onnx}: run `dvc repro {export_stage(model)}@{key}` (or `dvc pull`) first")
     return onnx_backend(onnx, spin=spin), AutoTokenizer.from_pretrained(path)
 
 
-def trained_model(key: str) -> Path:
-    path = model_dir(key)
+def trained_model(key: str, model: str = "finetune") -> Path:
+    path = model_dir(key, model)
     if not (path / "head.json").exists():
-        raise UserError(f"no trained model for {key!r} at {path}: run `dvc repro finetune@{key}` first")
+        raise UserError(f"no trained model {model!r} for {key!r} at {path}: run `dvc repro {model}@{key}` first")
     return path
 
 
-def temperature(key: str) -> float:
-    """The temperature evaluate fitted on dev, or 1.0 when evaluate has not run."""
-    path = results_file(key, "evaluate")
+def temperature(key: str, model: str = "finetune") -> float:
+    """The temperature fitted on dev (by evaluate for the fine-tuned model, by its own stage for another), or 1.0
+    when that stage has not run."""
+    path = results_file(key, "evaluate" if model == "finetune" else model)
     if not path.exists():
         return 1.0
-    return float(json.loads(path.read_text())["models"].get("finetune", {}).get("temperature", 1.0))
+    results = json.loads(path.read_text())
+    figures = results["models"].get(model, {}) if model == "finetune" else results
+    return float(figures.get("temperature", 1.0))
 
 
 # --- auto: the fastest passing form on the CPU at hand ----------------------------------------------
@@ -133,18 +136,18 @@ def timings_cache() -> Path:
     return root / "sentiment" / "auto_timings.json"
 
 
-def measured_timings(key: str, report: Path, spin: bool) -> Callable[[list[str]], dict[str, float]]:
+def measured_timings(key: str, report: Path, spin: bool, model: str = "finetune") -> Callable[[list[str]], dict[str, float]]:
     """`forms -> seconds per timed batch`: the cached figures for this CPU and this export, else a short timing
     (median of TIMED_RUNS calls on a TIMED_SHAPE batch after one warm-up), then cached."""
 
     def timings(forms: list[str]) -> dict[str, float]:
         digest = hashlib.sha256(report.read_bytes()).hexdigest()[:16]
-        entry = f"{key}|{digest}|{machine_key()}"
+        entry = f"{key}|{model}|{digest}|{machine_key()}"
         path = timings_cache()
         cached = json.loads(path.read_text()) if path.exists() else {}
         known = cached.get(entry, {})
         for form in (f for f in forms if f not in known):
-            run, tokenizer = load_backend(key, form, spin)
+            run, tokenizer = load_backend(key, form, spin, model)
             ids = np.full(TIMED_SHAPE, tokenizer.cls_token_id or 0, dtype=np.int64)
             mask = np.ones(TIMED_SHAPE, dtype=np.int64)
             run(ids, mask)
@@ -162,13 +165,14 @@ def measured_timings(key: str, report: Path, spin: bool) -> Callable[[list[str]]
     return timings
 
 
-def pick_form(key: str, form: str, spin: bool = True) -> tuple[str, str]:
-    """(form, why) for `form` (`auto` measured on this CPU, see sentiment.serving.forms.resolve)."""
+def pick_form(key: str, form: str, spin: bool = True, model: str = "finetune") -> tuple[str, str]:
+    """(form, why) for `form` of `model` (`auto` measured on this CPU, see sentiment.serving.forms.resolve)."""
     from sentiment.models.classifier import device
 
-    report = results_file(key, "export")
+    stage = export_stage(model)
+    report = results_file(key, stage)
     gpu = form == "auto" and device().type != "cpu"
-    return resolve(form, data_dir(key, "export"), report, gpu, measured_timings(key, report, spin))
+    return resolve(form, data_dir(key, stage), report, gpu, measured_timings(key, report, spin, model))
 
 
 # --- scorers ------------------------------------------------------------------------------------------
@@ -206,7 +210,8 @@ class Scorer:
 
 
 class FinetuneScorer(Scorer):
-    """One form of a dataset's fine-tuned model over length-sorted batches of `batch_size` texts (or windows),
+    """One form of a dataset's trained encoder (`model`: the fine-tuned one, or its distilled student) over
+    length-sorted batches of `batch_size` texts (or windows),
     after the pipeline's light cleaning, long texts read as `reading` says. `meta` is the model's head.json;
     `form_reason` says why this form (`auto`'s measurement, or "asked for")."""
 
@@ -219,11 +224,13 @@ class FinetuneScorer(Scorer):
         batch_size: int,
         spin: bool = True,
         name: str = "finetune",
+        model: str = "finetune",
     ):
-        self.meta: dict[str, Any] = json.loads((trained_model(key) / "head.json").read_text())
-        super().__init__(name, self.meta["labels"], temperature(key), self.scored)
-        self.form, self.form_reason = pick_form(key, form, spin)
-        self.run, self.tokenizer = load_backend(key, self.form, spin)
+        self.model = model
+        self.meta: dict[str, Any] = json.loads((trained_model(key, model) / "head.json").read_text())
+        super().__init__(name, self.meta["labels"], temperature(key, model), self.scored)
+        self.form, self.form_reason = pick_form(key, form, spin, model)
+        self.run, self.tokenizer = load_backend(key, self.form, spin, model)
         self.cleaning, self.reading, self.batch_size = cleaning, reading, batch_size
 
     def reading_as(self, reading: PredictConfig, name: str) -> FinetuneScorer:

@@ -285,6 +285,7 @@ def model_info(key: str, scorer: FinetuneScorer) -> dict[str, Any]:
     return {
         "dataset": key,
         "labels": scorer.labels,
+        "model": scorer.model,
         "encoder": scorer.meta.get("base_model"),
         "form": scorer.form,
         "max_length": scorer.meta["max_length"],
@@ -534,12 +535,13 @@ def bearer_token(env: str) -> str | None:
     return value
 
 
-def load_scorer(key: str, form: Form, cfg: ServeConfig, params: dict[str, Any]) -> FinetuneScorer:
-    """The dataset's fine-tuned model in `form`, reading text as params.yaml `clean` and `predict` say, in
-    calls of serve.batch_size; idle onnxruntime threads sleep (the event loop needs the core)."""
+def load_scorer(key: str, form: Form, cfg: ServeConfig, params: dict[str, Any], model: str | None = None) -> FinetuneScorer:
+    """The dataset's trained model (`model`, default params.yaml predict.model) in `form`, reading text as
+    params.yaml `clean` and `predict` say, in calls of serve.batch_size; idle onnxruntime threads sleep (the event
+    loop needs the core)."""
     cleaning = section(CleanConfig, params, "clean").light()
     reading = section(PredictConfig, params, "predict")
-    return FinetuneScorer(key, form, cleaning, reading, cfg.batch_size, spin=False)
+    return FinetuneScorer(key, form, cleaning, reading, cfg.batch_size, spin=False, model=model or reading.model)
 
 
 def uvicorn_config(app, cfg: ServeConfig, host: str, port: int, **options):
@@ -551,14 +553,17 @@ def uvicorn_config(app, cfg: ServeConfig, host: str, port: int, **options):
     return uvicorn.Config(app, host=host, port=port, limit_concurrency=cfg.max_connections + 1, **settings)
 
 
-def serve(key: str, form: Form, host: str, port: int) -> None:
+def serve(key: str, form: Form, host: str, port: int, model: str | None = None) -> None:
     """Load the model, then serve until SIGTERM/SIGINT (uvicorn lets in-flight requests finish first)."""
     import uvicorn
 
     params = load_params()
     cfg = section(ServeConfig, params, "serve")
     token = bearer_token(cfg.token_env)
-    scorer = load_scorer(key, form, cfg, params)
-    print(f"serving {key} with form {scorer.form} ({scorer.form_reason}) on http://{host}:{port}", file=sys.stderr)
+    scorer = load_scorer(key, form, cfg, params, model)
+    print(
+        f"serving {key}'s {scorer.model} model, form {scorer.form} ({scorer.form_reason}) on http://{host}:{port}",
+        file=sys.stderr,
+    )
     app = create_app(scorer, cfg, model_info(key, scorer), token)
     uvicorn.Server(uvicorn_config(app, cfg, host, port)).run()
