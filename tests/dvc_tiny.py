@@ -39,7 +39,9 @@ ABLATIONS = {
     "ablation_scratch@sst2-1",
     "ablation_summary@sst2",
 }
-ALL_STAGES = {f"{s}@{k}" for s in PER_DATASET for k in KEYS} | ABLATIONS
+# the tiny profile distils a student for every dataset (distill.datasets)
+DISTILLED = ("distill", "export_distill")
+ALL_STAGES = {f"{s}@{k}" for s in (*PER_DATASET, *DISTILLED) for k in KEYS} | ABLATIONS
 
 
 def would_run(repo: Path) -> set[str]:
@@ -101,6 +103,7 @@ def tiny_profile(params: dict, datasets: tuple[str, ...]) -> dict:
     params["light"].update(train_fraction=1.0, max_length=32)
     params["ablations"].update(datasets=[datasets[0]], pooling=["cls", "mean"], dropout=[0.1], seeds=[1])
     params["behavior"].update(max_cases=10)
+    params["distill"].update(datasets=list(datasets), layers=[0], epochs=1, batch_size=16)
     params["external"]["sets"] = {key: params["external"]["sets"][key] for key in datasets}
     for sets in params["external"]["sets"].values():
         for spec in sets.values():

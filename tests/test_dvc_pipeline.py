@@ -9,14 +9,17 @@ change the repository work on a private copy of it (`tiny_repo`), so any test pa
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import joblib
+import pandas as pd
 import pytest
 import yaml
 from huggingface_hub import ModelCard
@@ -37,7 +40,10 @@ def test_repro_runs_every_stage_then_nothing(tiny_run):
             assert hasattr(joblib.load(root / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
         card = (root / "reports" / key / "MODEL_CARD.md").read_text()
         assert "## Exported forms (test)" in card and ("## Ablations" in card) == (key == "sst2")
-        assert "Training-label audit" in card
+        assert "Training-label audit" in card and "## Distilled student" in card
+        student = json.loads((root / "results" / key / "distill.json").read_text())
+        assert student["layers"] == [0] and 0 <= student["agreement_with_teacher"] <= 1 and "ci95" in student["test"]
+        assert json.loads((root / "results" / key / "export_distill.json").read_text())["forms"]["torch"]["passes_gate"]
         assert json.loads((root / "data" / key / "export" / "transformers" / "config.json").read_text())["auto_map"]
         hub = ModelCard.load(root / "reports" / key / "MODEL_CARD.md")  # the Hub's own parser reads its metadata
         test = json.loads((root / "results" / key / "evaluate.json").read_text())["models"]["finetune"]["test"]
@@ -50,6 +56,50 @@ def test_repro_runs_every_stage_then_nothing(tiny_run):
     assert ablations["configs"]["pretrained cls dropout 0.1"]["test_accuracy_delta_vs_final"] == 0
     assert ran(sh(root, "dvc", "repro")) == set()
     assert "up to date" in sh(root, "dvc", "status")
+
+
+def test_predict_and_serve_use_the_student_when_asked(tiny_run, monkeypatch):
+    import asyncio
+
+    import httpx
+
+    from sentiment.config import load_params, section
+    from sentiment.serving.server import ServeConfig, create_app, load_scorer, model_info
+
+    root, _ = tiny_run
+    texts = ["a lovely , moving film", "dull and far too long", "the plot"]
+    out = subprocess.run(
+        [sys.executable, "-m", "sentiment.cli", "predict", "--dataset", "sst2", "--model", "distill", "--form", "onnx"],
+        cwd=root, input="\n".join(texts) + "\n", capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stderr.startswith("model distill, form onnx (asked for)")
+    predicted = pd.read_csv(io.StringIO(out.stdout))
+    assert len(predicted) == len(texts) and predicted["label"].isin(["negative", "positive"]).all()
+    monkeypatch.chdir(root)
+    params = load_params()
+    cfg = section(ServeConfig, params, "serve")
+    scorer = load_scorer("sst2", "onnx", cfg, params, "distill")
+    assert scorer.model == "distill" and scorer.meta["distilled_layers"] == [0]
+
+    async def ask() -> httpx.Response:
+        app = create_app(scorer, cfg, model_info("sst2", scorer))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                for _ in range(600):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.1)
+                info = (await client.get("/v1/model")).json()
+                assert info["model"] == "distill"
+                return await client.post("/v1/predict", json={"texts": texts})
+
+    response = asyncio.run(ask())
+    assert response.status_code == 200
+    answers = response.json()["predictions"]
+    assert [a["label"] for a in answers] == predicted["label"].tolist()
+    for answer, (_, row) in zip(answers, predicted.iterrows(), strict=True):
+        assert answer["probabilities"]["positive"] == pytest.approx(row["prob_positive"], abs=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -204,6 +204,33 @@ def audit_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def student_lines(m: dict[str, Any]) -> list[str]:
+    """The distilled student's section: what it keeps of the teacher and what it loses on test (the speed it
+    gains is measured per CPU by bench/frontier.py, not here)."""
+    student, teacher = m["distill"], m["evaluate"]["models"][PRIMARY]["test"]
+    test = student["test"]
+    lines = [
+        "",
+        "## Distilled student",
+        "",
+        f"The distill stage keeps layers {student['layers']} of the {student['teacher_layers']} of the fine-tuned model "
+        f"({student['parameters'] / 1e6:.1f}M parameters) and trains them on its soft labels and the labels. On test: "
+        f"accuracy {ci(test, 'accuracy')} ({test['accuracy'] - teacher['accuracy']:+.4f} against the teacher), F1-macro "
+        f"{ci(test, 'f1_macro')} ({test['f1_macro'] - teacher['f1_macro']:+.4f}), {student['agreement_with_teacher']:.1%} "
+        f"of the teacher's labels, ECE {test['calibration_scaled']['ece']:.4f} after its own temperature "
+        f"({student['temperature']:.2f}). `sentiment predict --model distill` and `sentiment serve --model distill` use it.",
+    ]
+    if "export_distill" in m:
+        header = "| student form | accuracy | delta vs its torch | passes the gate | size MB |"
+        lines += ["", header, "| --- | --- | --- | --- | --- |"]
+        for form, r in m["export_distill"]["forms"].items():
+            lines.append(
+                f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_torch']:+.4f} | "
+                f"{'yes' if r['passes_gate'] else 'no'} | {r['size_mb']:.1f} |"
+            )
+    return lines
+
+
 def card_json(p: CardParams, m: dict[str, Any]) -> dict[str, Any]:
     ds = p.dataset
     primary = m["evaluate"]["models"][PRIMARY]
@@ -249,6 +276,7 @@ def card_json(p: CardParams, m: dict[str, Any]) -> dict[str, Any]:
                 }
                 for name, e in m.get("external", {}).get("sets", {}).items()
             },
+            "distilled_student_test": {name: m["distill"]["test"][name] for name in ("accuracy", "f1_macro") if "distill" in m},
             "behavior_failure_rates": {name: t["failure_rate"] for name, t in m["behavior"]["models"][PRIMARY]["tests"].items()},
         },
         "label_audit": {
@@ -356,6 +384,8 @@ def card_markdown(p: CardParams, m: dict[str, Any], card: dict[str, Any]) -> str
     lines += ["", "## Exported forms (test)", "", "| form | accuracy | delta vs torch | size MB |", "| --- | --- | --- | --- |"]
     for form, r in m["export"]["forms"].items():
         lines.append(f"| {form} | {r['accuracy']:.4f} | {r['accuracy_delta_vs_torch']:+.4f} | {r['size_mb']:.1f} |")
+    if "distill" in m:
+        lines += student_lines(m)
     if "external" in m:
         lines += [
             "",

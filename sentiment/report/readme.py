@@ -47,6 +47,23 @@ def test_rows(key: str, root: Path) -> list[dict[str, Any]]:
     ]
 
 
+def student_clause(student: dict[str, Any], evaluate: dict[str, Any] | None, key: str, root: Path) -> str:
+    """The distilled student against its teacher on test, and its speed from the newest frontier record."""
+    test = student["test"]
+    text = f"a {len(student['layers'])}-layer distilled student: test accuracy {test['accuracy']:.4f}"
+    if evaluate:
+        text += f" ({test['accuracy'] - evaluate['models'][PRIMARY]['test']['accuracy']:+.4f})"
+    text += f", {student['agreement_with_teacher']:.1%} of the teacher's labels"
+    records = [r for f in sorted((root / "docs" / "results").glob("frontier_*.json")) if (r := load(f))["dataset"] == key]
+    if records:
+        rows = [r for r in records[-1]["rows"] if r["model"] == "distill" and r["passes_gate"]]
+        if rows:
+            best = max(rows, key=lambda r: r["speedup_vs_teacher_torch"])
+            cpu = records[-1]["machine"]["cpu"]
+            text += f", its {best['form']} form {best['speedup_vs_teacher_torch']:.1f}x the teacher's torch fp32 on {cpu}"
+    return text
+
+
 def findings(key: str, root: Path) -> list[str]:
     """Clauses of what each stage found, for the dataset's headline line."""
     results = (root / results_file(key, "evaluate")).parent
@@ -66,6 +83,8 @@ def findings(key: str, root: Path) -> list[str]:
             f"{name} (the smallest form that passes export's gate) {smallest['accuracy_delta_vs_torch']:+.4f} accuracy "
             f"vs torch fp32 at {smallest['size_mb']:.0f} MB"
         )
+    if (student := load(results / "distill.json")) is not None:
+        parts.append(student_clause(student, evaluate, key, root))
     if (ablations := load(results / "ablations.json")) is not None:
         parts.append(f"best ablation cell on dev: {ablations['best_on_dev']}")
     if (audit := load(results / "label_issues.json")) is not None:

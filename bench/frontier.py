@@ -1,0 +1,129 @@
+"""Accuracy against throughput for the teacher's forms and the distilled student's, side by side in one run on
+the CPU at hand; then one row per layer count of a light-budget sweep (students distilled on `light.train_fraction`
+of train for `light.epochs`, torch fp32 and static int8), to show where the pipeline's student sits.
+
+    python bench/frontier.py --dataset sst2                # after `dvc repro export_distill@sst2`
+    python bench/frontier.py --dataset sst2 --save NAME    # also docs/results/frontier_NAME.json and
+                                                           # plots/frontier/<dataset>.csv (`dvc plots show`)
+
+Every form is built by the export stage's builders from the model files, timed on the same test texts in
+length-sorted batches of `--batch-size` (best of two passes, tokenization included), and scored on test with
+the export gate (agreement with that model's own torch fp32, label changes across batch sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from inference import batched
+
+from record import save
+from sentiment.config import load_params, section
+from sentiment.data.datasets import read_clean, training_rows
+from sentiment.machine import describe, machine
+from sentiment.metrics import accuracy_and_f1
+from sentiment.models.classifier import SentimentClassifier, load_classifier
+from sentiment.models.distill import distill
+from sentiment.paths import MODELS, model_dir
+from sentiment.serving.export import BuildInputs, ExportConfig, build_forms, score_forms, scored_batch_sizes
+from sentiment.serving.runtime import batches_of, encode
+
+PLOTS = Path("plots") / "frontier"
+
+
+def measured_forms(
+    key: str, name: str, loaded: tuple[SentimentClassifier, Any, dict[str, Any]], params: dict[str, Any], batch: int
+) -> list[dict[str, Any]]:
+    """One row per form of the `loaded` model: test accuracy and F1-macro, sentences/s, and the gate's verdict."""
+    model, tokenizer, meta = loaded
+    cfg, sizes, max_length = section(ExportConfig, params, "export"), scored_batch_sizes(params), int(meta["max_length"])
+    test = read_clean(key, "test")
+    texts, labels = test["text"].tolist(), test["label"].to_numpy()
+    dev = read_clean(key, "dev")["text"].tolist()[: cfg.calibration_rows]
+    calibration = batches_of(tokenizer, encode(tokenizer, dev, max_length), cfg.batch_size)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        backends = build_forms(BuildInputs(model, tokenizer, calibration), Path(tmp))
+        gate = score_forms(backends, tokenizer, texts, labels, max_length, sizes, cfg.gate)
+        for form, run in backends.items():
+            run(*[np.ones((1, 8), dtype=np.int64)] * 2)  # warm-up
+            rate, logits = batched(run, tokenizer, texts, max_length, batch)
+            rows.append(
+                {
+                    "model": name,
+                    "form": form,
+                    "layers": model.encoder.config.num_hidden_layers,
+                    "sentences_per_s": rate,
+                    **accuracy_and_f1(labels, logits.argmax(axis=1)),
+                    "agreement_with_own_torch": gate[form]["agreement_with_torch"],
+                    "passes_gate": gate[form]["passes_gate"],
+                }
+            )
+            print(f"{name} {form}: {rate:.0f} sentences/s, test acc {rows[-1]['accuracy']:.4f}", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="sst2")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--sweep", type=int, nargs="*", default=[2, 3], help="layer counts of the light-budget sweep")
+    parser.add_argument("--save", metavar="NAME")
+    args = parser.parse_args()
+    key = args.dataset
+    params = load_params()
+    m = machine()
+    print(f"{describe(m)}; torch threads {torch.get_num_threads()}")
+    rows = []
+    for name in MODELS:
+        rows += measured_forms(key, name, load_classifier(model_dir(key, name), on="cpu"), params, args.batch_size)
+    light = params["light"]
+    teacher_layers = load_classifier(model_dir(key), on="cpu")[0].encoder.config.num_hidden_layers
+    for count in args.sweep:
+        layers = np.linspace(0, teacher_layers - 1, count).round().astype(int).tolist()
+        swept = {**params, "distill": {**params["distill"], "layers": layers, "epochs": light["epochs"]}}
+        with tempfile.TemporaryDirectory() as tmp:
+            subset = (
+                training_rows(key, False)
+                .groupby("label", group_keys=False)
+                .sample(frac=light["train_fraction"], random_state=params["seed"])
+            )
+            figures = distill(key, swept, model_dir(key), Path(tmp), Path(tmp) / "checkpoints", train_rows=subset)
+            student = load_classifier(Path(tmp) / "model", on="cpu")
+            for row in measured_forms(key, f"light_{count}_layers", student, params, args.batch_size):
+                if row["form"] in ("torch", "onnx_int8_static"):
+                    rows.append({**row, "distilled_layers": layers, "train_rows": figures["train_rows"]})
+    base = next(r["sentences_per_s"] for r in rows if r["model"] == "finetune" and r["form"] == "torch")
+    teacher_acc = next(r["accuracy"] for r in rows if r["model"] == "finetune" and r["form"] == "torch")
+    for r in rows:
+        r["speedup_vs_teacher_torch"] = r["sentences_per_s"] / base
+        r["accuracy_delta_vs_teacher"] = r["accuracy"] - teacher_acc
+    print("| model | layers | form | sentences/s | x teacher torch fp32 | test acc | delta | F1 | gate |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['layers']} | {r['form']} | {r['sentences_per_s']:.0f} | {r['speedup_vs_teacher_torch']:.2f}x | "
+            f"{r['accuracy']:.4f} | {r['accuracy_delta_vs_teacher']:+.4f} | {r['f1_macro']:.4f} | "
+            f"{'pass' if r['passes_gate'] else 'FAIL'} |"
+        )
+    if args.save:
+        command = f"python bench/frontier.py --dataset {key} --sweep {' '.join(map(str, args.sweep))}"
+        save(
+            "frontier", args.save, {"command": command, "machine": m, "dataset": key, "distill": params["distill"], "rows": rows}
+        )
+        PLOTS.mkdir(parents=True, exist_ok=True)
+        columns = ["model", "form", "layers", "speedup_vs_teacher_torch", "accuracy", "f1_macro", "passes_gate"]
+        frame = pd.DataFrame(rows)[columns].round(4)
+        frame["point"] = frame["model"] + " " + frame["form"]
+        frame.to_csv(PLOTS / f"{key}.csv", index=False)
+        print(f"wrote {PLOTS / f'{key}.csv'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""distill: a student keeping `distill.layers` of the fine-tuned model's layers, trained on its soft labels and the
+labels, then scored as evaluate scores the teacher (test accuracy and F1-macro with bootstrap CIs, ECE before and
+after its own temperature fitted on dev) and against the teacher (agreement on test).
+
+    python -m stages.distill <dataset key> [--resume]
+"""
+
+import os
+import shutil
+from contextlib import nullcontext
+
+import numpy as np
+
+from sentiment.config import section
+from sentiment.data.datasets import load_predictions, read_clean
+from sentiment.evaluation.evaluate import EvaluateConfig, evaluate_model
+from sentiment.io import atomic_dir, write_csv, write_results
+from sentiment.models.distill import distill
+from sentiment.models.training import is_main_process
+from sentiment.paths import CHECKPOINTS, LIVE, data_dir, model_dir, plots_dir
+from sentiment.stage import Run, run_stage
+
+
+def main(run: Run) -> None:
+    key = run.key
+    resume = run.args.resume or os.environ.get("FINETUNE_RESUME", "") not in ("", "0")
+    checkpoints = CHECKPOINTS / f"{key}-distill"
+    with atomic_dir(data_dir(key, "distill")) if is_main_process() else nullcontext(None) as out:
+        figures = distill(key, run.params, model_dir(key), out, checkpoints, resume=resume, live_dir=LIVE / f"{key}-distill")
+        if figures is None:
+            return
+        predictions = figures.pop("predictions")
+        for split, frame in predictions.items():
+            write_csv(frame, out / f"distill_{split}.csv")
+    steps, epochs = figures.pop("curves")
+    write_csv(steps, plots_dir(key, "distill") / "train_loss.csv")
+    write_csv(epochs, plots_dir(key, "distill") / "dev_curve.csv")
+    evaluated = evaluate_model(predictions, run.labels, section(EvaluateConfig, run.params, "evaluate"), run.seed)
+    teacher = load_predictions(data_dir(key, "finetune") / "finetune_test.csv", read_clean(key, "test"), run.labels)
+    student = predictions["test"]
+    agreement = float(np.mean(teacher["pred"].to_numpy() == student["pred"].to_numpy()))
+    figures.update(evaluated, agreement_with_teacher=agreement, temperature=evaluated["temperature"])
+    test = evaluated["test"]
+    headline = {
+        "accuracy": test["accuracy"],
+        "f1_macro": test["f1_macro"],
+        "ece": test["calibration_scaled"]["ece"],
+        "agreement": agreement,
+    }
+    write_results(key, "distill", figures, headline)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    print(
+        f"[distill:{key}] {len(figures['layers'])} of {figures['teacher_layers']} layers: test acc {test['accuracy']:.4f} "
+        f"F1 {test['f1_macro']:.4f}, agreement with the teacher {agreement:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(
+        main,
+        __doc__,
+        arguments=lambda p: p.add_argument("--resume", action="store_true", help="continue from the last checkpoint"),
+    )
