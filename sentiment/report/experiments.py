@@ -130,6 +130,13 @@ def levels_table(name: str, run: dict[str, Any], command: str, summary: str) -> 
     return [f"**{name}** (`{command}`; {summary}):", "", *table([cells(r) for r in run["levels"]]), ""]
 
 
+def batch_dependence(figure: float | dict[str, Any]) -> str:
+    """Older records hold the share of labels that changed; newer ones the count per batch size."""
+    if isinstance(figure, dict):
+        return ", ".join(f"{n} at batch {size}" for size, n in figure["label_changes_vs_batch_1"].items())
+    return f"{figure:.1%}"
+
+
 def serve_load_table(name: str, run: dict[str, Any]) -> list[str]:
     offline = run["offline_sentences_per_s"]
     levels = [{**r, "of offline batched": f"{r['sentences_per_s'] / offline:.0%}"} for r in run["levels"]]
@@ -139,7 +146,8 @@ def serve_load_table(name: str, run: dict[str, Any]) -> list[str]:
         extra += (
             f"; rounds of 32 random texts offline: one call {rounds['one_call_per_round']:.0f}/s, length-sorted calls of "
             f"{size} {rounds['sorted_calls_per_round']:.0f}/s; labels that change alone vs in batches: "
-            f"{run['labels_batch_dependent']:.1%}; server answers differing from offline alone: {run['answers_differing']}/100"
+            f"{batch_dependence(run['labels_batch_dependent'])}; server answers differing from offline alone: "
+            f"{run['answers_differing']}/100"
         )
     summary = (
         f"{machine_line(run.get('machine'))}; load: {run.get('load_generator', 'Python httpx clients')}; "

@@ -50,17 +50,17 @@ def test_rows(key: str, root: Path) -> list[dict[str, Any]]:
 def student_clause(student: dict[str, Any], evaluate: dict[str, Any] | None, key: str, root: Path) -> str:
     """The distilled student against its teacher on test, and its speed from the newest frontier record."""
     test = student["test"]
-    text = f"a {len(student['layers'])}-layer distilled student: test accuracy {test['accuracy']:.4f}"
+    text = f"{len(student['layers'])}-layer student: accuracy {test['accuracy']:.4f}"
     if evaluate:
         text += f" ({test['accuracy'] - evaluate['models'][PRIMARY]['test']['accuracy']:+.4f})"
-    text += f", {student['agreement_with_teacher']:.1%} of the teacher's labels"
+    text += f", {student['agreement_with_teacher']:.1%} agreement"
     records = [r for f in sorted((root / "docs" / "results").glob("frontier_*.json")) if (r := load(f))["dataset"] == key]
     if records:
         rows = [r for r in records[-1]["rows"] if r["model"] == "distill" and r["passes_gate"]]
         if rows:
             best = max(rows, key=lambda r: r["speedup_vs_teacher_torch"])
             cpu = records[-1]["machine"]["cpu"]
-            text += f", its {best['form']} form {best['speedup_vs_teacher_torch']:.1f}x the teacher's torch fp32 on {cpu}"
+            text += f", {best['form']} {best['speedup_vs_teacher_torch']:.1f}x the teacher's torch fp32 ({cpu})"
     return text
 
 
@@ -77,12 +77,17 @@ def findings(key: str, root: Path) -> list[str]:
         )
     if (export := load(results / "export.json")) is not None:
         forms = export["forms"]
-        name = min((f for f, r in forms.items() if r.get("passes_gate")), key=lambda f: forms[f]["size_mb"], default="torch")
-        smallest = forms[name]
-        parts.append(
-            f"{name} (the smallest form that passes export's gate) {smallest['accuracy_delta_vs_torch']:+.4f} accuracy "
-            f"vs torch fp32 at {smallest['size_mb']:.0f} MB"
-        )
+        int8 = {f: r for f, r in forms.items() if "int8" in f}
+        if passing := [f for f, r in int8.items() if r.get("passes_gate")]:
+            name = min(passing, key=lambda f: forms[f]["size_mb"])
+            smallest = forms[name]
+            parts.append(
+                f"{name} (the smallest form that passes export's gate) {smallest['accuracy_delta_vs_torch']:+.4f} accuracy "
+                f"vs torch fp32 at {smallest['size_mb']:.0f} MB"
+            )
+        elif int8:
+            agreements = ", ".join(f"{f} {r['agreement_with_torch']:.3f}" for f, r in int8.items())
+            parts.append(f"int8 fails export's gate (agreement: {agreements})")
     if (student := load(results / "distill.json")) is not None:
         parts.append(student_clause(student, evaluate, key, root))
     if (ablations := load(results / "ablations.json")) is not None:
