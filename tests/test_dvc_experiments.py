@@ -18,7 +18,18 @@ from conftest import needs_mirror
 from dvc_tiny import environment, ran, sh
 
 pytestmark = [needs_mirror, pytest.mark.slow, pytest.mark.xdist_group("dvc")]
-DOWNSTREAM = ("finetune", "evaluate", "slices", "attention", "export", "behavior", "external", "card")
+DOWNSTREAM = (
+    "finetune",
+    "distill",
+    "evaluate",
+    "slices",
+    "attention",
+    "export",
+    "export_distill",
+    "behavior",
+    "external",
+    "card",
+)
 # model.pooling also names the scratch row's pooling and the summary's final config; the label audit has an
 # encoder of its own (label_issues.encoder), so it does not follow `model`. The experiment runs the pipelines of
 # tweets' card and sst2's ablation summary (the other dataset's chain is the same DAG): half the training

@@ -25,7 +25,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from conftest import REPO, needs_mirror
-from dvc_tiny import ALL_STAGES, KEYS, PER_DATASET, downstream, ran, set_param, sh, would_run
+from dvc_tiny import ALL_STAGES, DISTILLED, KEYS, PER_DATASET, downstream, ran, set_param, sh, would_run
 
 pytestmark = [needs_mirror, pytest.mark.slow, pytest.mark.xdist_group("dvc")]
 
@@ -187,13 +187,16 @@ def test_forced_reruns_give_byte_identical_committed_files(tiny_repo):
 
 def test_an_evaluate_param_reruns_evaluate_and_what_reads_it(tiny_repo):
     set_param(tiny_repo, "evaluate", "ece_bins", 10)
-    # evaluate, and what reads its outputs: slices, export (the temperature of its transformers folder), behavior
-    # and external (evaluate.json) and the model cards (all metrics)
-    rerun = {f"{s}@{k}" for s in ("evaluate", "slices", "export", "behavior", "external", "card") for k in KEYS}
-    assert would_run(tiny_repo) == {f"evaluate@{k}" for k in KEYS}
-    assert downstream(tiny_repo, {f"evaluate@{k}" for k in KEYS}) == rerun
+    # evaluate and distill (which scores its student as evaluate does), and what reads their outputs: slices, the
+    # exports (the temperature of their transformers folders), behavior and external (evaluate.json) and the cards
+    readers = ("evaluate", "distill")
+    stages = ("evaluate", "distill", "slices", "export", "export_distill", "behavior", "external", "card")
+    rerun = {f"{s}@{k}" for s in stages for k in KEYS}
+    assert would_run(tiny_repo) == {f"{s}@{k}" for s in readers for k in KEYS}
+    assert downstream(tiny_repo, {f"{s}@{k}" for s in readers for k in KEYS}) == rerun
     # run for one dataset (the other's stages are the same DAG): each stage that reads evaluate's outputs reruns
-    assert ran(sh(tiny_repo, "dvc", "repro", "--downstream", "evaluate@tweets")) == {s for s in rerun if s.endswith("@tweets")}
+    tweets = {s for s in rerun if s.endswith("@tweets")}
+    assert ran(sh(tiny_repo, "dvc", "repro", "--downstream", "evaluate@tweets", "distill@tweets")) == tweets
 
 
 def test_an_edited_source_file_reruns_its_dataset_only(tiny_repo):
@@ -205,7 +208,7 @@ def test_an_edited_source_file_reruns_its_dataset_only(tiny_repo):
     # so clean@tweets runs, and after it everything of tweets (the DAG), nothing of sst2
     assert would_run(tiny_repo) == {"split@sst2", "split@tweets"}
     assert ran(sh(tiny_repo, "dvc", "repro", "clean@sst2", "clean@tweets")) == {"split@sst2", "split@tweets", "clean@tweets"}
-    assert downstream(tiny_repo, {"clean@tweets"}) == {f"{s}@tweets" for s in PER_DATASET} - {"split@tweets"}
+    assert downstream(tiny_repo, {"clean@tweets"}) == {f"{s}@tweets" for s in (*PER_DATASET, *DISTILLED)} - {"split@tweets"}
     (tiny_repo / "data" / "sources" / "tweets" / "notes.txt").write_text("a new file beside tweets' source\n")
     pending = would_run(tiny_repo)  # a new file in tweets' folder: split@tweets (and what is still pending of tweets)
     assert "split@tweets" in pending and not {s for s in pending if s.endswith("@sst2")}

@@ -32,7 +32,7 @@ EXPECTED_BASELINE = dict.fromkeys(FAMILIES, "mask")  # attention.ig_baseline: au
 def stage(module, key="toy"):
     """A stage script's main, run through the stage skeleton as `python -m stages.<name> <key>` runs it."""
     resume = (lambda p: p.add_argument("--resume", action="store_true")) if module is finetune else None
-    run_stage(module.main, module.__doc__, arguments=resume, argv=[key])
+    run_stage(module.main, module.__doc__, arguments=getattr(module, "arguments", resume), argv=[key])
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
