@@ -30,6 +30,7 @@ SENTENCES = ["the film was not good , but the acting was great", "a lovely wonde
 
 
 def measure(family: str, mirror: Path, steps: int) -> dict[str, dict[str, float]]:
+    from sentiment.config import load_params, section
     from sentiment.evaluation.attribution import AttentionConfig, integrated_gradients
     from sentiment.models.classifier import build_model, load_tokenizer
     from sentiment.models.config import ModelConfig
@@ -49,12 +50,14 @@ def measure(family: str, mirror: Path, steps: int) -> dict[str, dict[str, float]
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss.backward()
         optimizer.step()
     model.eval()
+    attention = section(AttentionConfig, load_params(Path(__file__).resolve().parents[1] / "params.yaml"), "attention")
     results = {}
     for baseline in ("pad", "mask", "zero"):
         gaps, moves = [], []
         for text in SENTENCES:
             enc = tokenizer(text, return_tensors="pt")
-            run = AttentionConfig(ig_baseline=baseline, ig_steps=steps, ig_max_steps=steps, ig_tolerance=1e-9)
+            fixed = {"ig_baseline": baseline, "ig_steps": steps, "ig_max_steps": steps, "ig_tolerance": 1e-9}
+            run = attention.model_copy(update=fixed)
             _, info = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 1, run)
             gaps.append(info["relative_delta"])
             moves.append(info["output_change"])

@@ -43,6 +43,7 @@ def run(key: str, params: dict, rows_wanted: int | None, models: list[str]) -> l
             len(names),
             baseline=section(BaselineConfig, params, "baseline"),
             tfidf_C=cfg.tfidf_C,
+            embeddings=cfg.embeddings,
             encoder=cfg.encoder.model,
             encoder_train=cfg.encoder.model_dump(exclude={"model"}),
         )
@@ -68,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["sst2"])
     parser.add_argument("--rows", type=int, default=None, help="a seeded stratified sample of train (default: all of it)")
-    parser.add_argument("--models", nargs="+", default=["tfidf"], choices=["tfidf", "encoder"])
+    parser.add_argument("--models", nargs="+", default=["tfidf"], choices=["tfidf", "embeddings", "encoder"])
     parser.add_argument("--save", metavar="NAME", help="write docs/results/label_audit_NAME.json")
     args = parser.parse_args()
     params = load_params()

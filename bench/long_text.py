@@ -35,11 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     labels_of = {"neg": "negative", "pos": "positive"}
     spec = ExternalSet(source="nltk:movie_reviews", label_map=labels_of, max_rows=args.reviews)
+    params = load_params()
+    predict = section(PredictConfig, params, "predict")
     modes = {
-        "truncate": PredictConfig(long_text="truncate", batch_size=64),
-        "chunk": PredictConfig(long_text="chunk", window_overlap=args.overlap, batch_size=64),
+        "truncate": predict.model_copy(update={"long_text": "truncate", "batch_size": 64}),
+        "chunk": predict.model_copy(update={"long_text": "chunk", "window_overlap": args.overlap, "batch_size": 64}),
     }
-    cleaning = section(CleanConfig, load_params(), "clean").light()
+    cleaning = section(CleanConfig, params, "clean").light()
     predictors = {mode: FinetuneScorer(args.dataset, args.form, cleaning, reading, 64) for mode, reading in modes.items()}
     names = predictors["chunk"].labels
     frame, _ = read_set("movie_reviews", spec, names, seed=0)

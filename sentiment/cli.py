@@ -30,6 +30,8 @@ from sentiment.serving.long_text import PredictConfig
 from sentiment.serving.runtime import temperature, trained_model
 from sentiment.stage import OneLineParser, fail
 
+PIPELINE_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"  # the pipeline's own, beside this code
+
 
 @contextmanager
 def no_loading_bar() -> Iterator[None]:
@@ -175,13 +177,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def attention_config(ig_steps: int | None):
-    """params.yaml `attention` (IG baseline, steps, tolerance), or its defaults outside a checkout."""
+    """params.yaml `attention` (IG baseline, steps, tolerance); where the working directory's params.yaml has none
+    (outside a checkout), the pipeline's own beside this code: the section has no defaults of its own."""
     from sentiment.evaluation.attribution import AttentionConfig
 
-    try:
-        cfg = section(AttentionConfig, load_params(), "attention")
-    except UserError:
-        cfg = AttentionConfig()
+    params = checkout_params()
+    if "attention" not in params:
+        if not PIPELINE_PARAMS.exists():
+            raise UserError(f"no params.yaml with an attention section here or at {PIPELINE_PARAMS}: run explain in a checkout")
+        params = load_params(PIPELINE_PARAMS)
+    cfg = section(AttentionConfig, params, "attention")
     return cfg.model_copy(update={"layers": [-1], **({"ig_steps": ig_steps} if ig_steps else {})})
 
 

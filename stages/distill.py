@@ -5,36 +5,32 @@ after its own temperature fitted on dev) and against the teacher (agreement on t
     python -m stages.distill <dataset key> [--resume]
 """
 
-import os
 import shutil
-from contextlib import nullcontext
 
 import numpy as np
 
 from sentiment.config import section
 from sentiment.data.datasets import load_predictions, read_clean
 from sentiment.evaluation.evaluate import EvaluateConfig, evaluate_model
-from sentiment.io import atomic_dir, write_csv, write_results
+from sentiment.io import write_csv, write_results
 from sentiment.models.distill import distill
-from sentiment.models.training import is_main_process
+from sentiment.models.training import rank_zero_dir, resume_argument, resume_requested, write_curves
 from sentiment.paths import CHECKPOINTS, LIVE, data_dir, model_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
     key = run.key
-    resume = run.args.resume or os.environ.get("FINETUNE_RESUME", "") not in ("", "0")
+    resume = resume_requested(run.args)
     checkpoints = CHECKPOINTS / f"{key}-distill"
-    with atomic_dir(data_dir(key, "distill")) if is_main_process() else nullcontext(None) as out:
+    with rank_zero_dir(data_dir(key, "distill")) as out:
         figures = distill(key, run.params, model_dir(key), out, checkpoints, resume=resume, live_dir=LIVE / f"{key}-distill")
         if figures is None:
             return
         predictions = figures.pop("predictions")
         for split, frame in predictions.items():
             write_csv(frame, out / f"distill_{split}.csv")
-    steps, epochs = figures.pop("curves")
-    write_csv(steps, plots_dir(key, "distill") / "train_loss.csv")
-    write_csv(epochs, plots_dir(key, "distill") / "dev_curve.csv")
+    write_curves(figures.pop("curves"), plots_dir(key, "distill"))
     evaluated = evaluate_model(predictions, run.labels, section(EvaluateConfig, run.params, "evaluate"), run.seed)
     teacher = load_predictions(data_dir(key, "finetune") / "finetune_test.csv", read_clean(key, "test"), run.labels)
     student = predictions["test"]
@@ -56,8 +52,4 @@ def main(run: Run) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(
-        main,
-        __doc__,
-        arguments=lambda p: p.add_argument("--resume", action="store_true", help="continue from the last checkpoint"),
-    )
+    run_stage(main, __doc__, arguments=resume_argument)

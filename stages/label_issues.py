@@ -47,6 +47,7 @@ def main(run: Run) -> None:
         len(names),
         baseline=section(BaselineConfig, run.params, "baseline") if cfg.model == "tfidf" else None,
         tfidf_C=cfg.tfidf_C,
+        embeddings=cfg.embeddings,
         encoder=enc.model,
         encoder_train=enc.model_dump(exclude={"model"}),
     )

@@ -79,6 +79,14 @@ def toy_sentiment(n: int = 120, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def repo_params() -> dict:
+    """The repository's params.yaml, read as the pipeline reads it (a fresh copy each call): the sections have no
+    defaults of their own, so a test that needs one whole takes it from here."""
+    from sentiment.config import load_params
+
+    return load_params(REPO / "params.yaml")
+
+
 def tiny_params(**train) -> dict:
     """A params dict for the finetune functions: a 2-layer hidden-32 scratch encoder."""
     return {
@@ -93,7 +101,7 @@ def tiny_params(**train) -> dict:
             "tokenizer": MINILM,
             "scratch": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
         },
-        "clean": {"drop_label_issues": False},
+        "clean": {**repo_params()["clean"], "drop_label_issues": False},
         "train": {
             "epochs": 8,
             "learning_rate": 0.003,

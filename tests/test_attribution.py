@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_params, toy_sentiment, write_clean
+from conftest import repo_params, tiny_params, toy_sentiment, write_clean
 from sentiment.evaluation.attribution import (
     AttentionConfig,
     erasure_variants,
@@ -16,6 +16,12 @@ from sentiment.evaluation.attribution import (
 from sentiment.models.classifier import build_model, load_classifier
 from sentiment.models.config import ModelConfig
 from sentiment.models.training import finetune
+
+
+def attention(**changes) -> AttentionConfig:
+    """params.yaml's `attention` with `changes`."""
+    return AttentionConfig(**{**repo_params()["attention"], **changes})
+
 
 SENTIMENT_WORDS = {"good", "great", "lovely", "excellent", "wonderful", "bad", "awful", "terrible", "boring", "dreadful"}
 
@@ -42,7 +48,7 @@ def test_integrated_gradients_are_complete(tokenizer):
     torch.manual_seed(0)
     model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 32).eval()
     enc = tokenizer("a rather good film", return_tensors="pt")
-    cfg = AttentionConfig(ig_steps=8, ig_max_steps=256, ig_tolerance=0.01, ig_baseline="pad")
+    cfg = attention(ig_steps=8, ig_max_steps=256, ig_tolerance=0.01, ig_baseline="pad")
     attributions, info = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 1, cfg)
     baseline = enc["input_ids"].clone()
     baseline[:, 1:-1] = tokenizer.pad_token_id
@@ -58,10 +64,10 @@ def test_integrated_gradients_raise_the_step_count_until_converged(tokenizer):
     torch.manual_seed(0)
     model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 32).eval()
     enc = tokenizer("a rather good film , not a bad one at all", return_tensors="pt")
-    loose = AttentionConfig(ig_steps=2, ig_max_steps=2, ig_tolerance=1e-9, ig_baseline="mask")
+    loose = attention(ig_steps=2, ig_max_steps=2, ig_tolerance=1e-9, ig_baseline="mask")
     _, stopped = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 0, loose)
     assert stopped["steps"] == 2 and not stopped["converged"]
-    strict = AttentionConfig(ig_steps=2, ig_max_steps=512, ig_tolerance=0.001, ig_baseline="mask")
+    strict = attention(ig_steps=2, ig_max_steps=512, ig_tolerance=0.001, ig_baseline="mask")
     _, raised = integrated_gradients(model, tokenizer, enc["input_ids"], enc["attention_mask"], 0, strict)
     assert raised["steps"] > 2 and raised["relative_delta"] < stopped["relative_delta"]
 
@@ -94,8 +100,8 @@ def test_an_oracle_attribution_beats_the_random_control(in_tmp, tokenizer):
     rng = np.random.default_rng(0)
     random = [rng.random(len(ids)) for ids in examples]
     fractions = [0.1, 0.2, 0.35]
-    good = faithfulness(model, examples, oracle, targets, fractions, tok.pad_token_id)
-    control = faithfulness(model, examples, random, targets, fractions, tok.pad_token_id)
+    good = faithfulness(model, examples, oracle, targets, fractions, tok)
+    control = faithfulness(model, examples, random, targets, fractions, tok)
     assert good["comprehensiveness"] > control["comprehensiveness"]
     assert good["sufficiency"] < control["sufficiency"]
 
@@ -111,7 +117,7 @@ def test_a_method_added_to_the_registry_is_scored_shown_and_checked_for_faithful
         return np.arange(ids.shape[1], dtype=float), None
 
     monkeypatch.setitem(attribution.METHODS, "position", attribution.Method(position, "sum", "position"))
-    cfg = AttentionConfig(ig_steps=2, ig_max_steps=2, faithfulness_examples=4, fractions=[0.2])
+    cfg = attention(ig_steps=2, ig_max_steps=2, faithfulness_examples=4, fractions=[0.2])
     result = attribution.explain_example(model, tok, "a good film , not a bad one", 32, cfg)
     assert list(result["scores"]) == list(attribution.METHODS)
     enc = tok("a good film , not a bad one", return_offsets_mapping=True, return_tensors="pt")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import repo_params
 from sentiment.cli import main
 from sentiment.data.text import Cleaning
 from sentiment.serving.long_text import PredictConfig
@@ -18,8 +19,8 @@ from sentiment.serving.long_text import PredictConfig
 TOY = {"source": "toy.csv", "text_column": "text", "label_column": "label", "labels": ["negative", "positive"]}
 PARAMS = {
     "datasets": {"toy": TOY},
-    "clean": {},
-    "predict": {"batch_size": 4, "long_text": "chunk", "window_overlap": 0.25},
+    "clean": repo_params()["clean"],
+    "predict": {**repo_params()["predict"], "batch_size": 4, "long_text": "chunk", "window_overlap": 0.25},
 }
 
 
@@ -34,7 +35,7 @@ def expected(texts: list[str], long_text: str = "chunk") -> list[dict]:
     """What the runtime answers for `texts`, one at a time (the labels predict must write)."""
     from sentiment.serving.runtime import FinetuneScorer
 
-    reading = PredictConfig(batch_size=1, long_text=long_text, window_overlap=0.25)
+    reading = PredictConfig(**{**PARAMS["predict"], "batch_size": 1, "long_text": long_text})
     scorer = FinetuneScorer("toy", "torch", Cleaning(), reading, 1)
     return [scorer.answers([t])[0] for t in texts]
 

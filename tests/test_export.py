@@ -12,7 +12,7 @@ import pytest
 import yaml
 from transformers import AutoConfig
 
-from conftest import tiny_params, toy_sentiment, write_clean
+from conftest import repo_params, tiny_params, toy_sentiment, write_clean
 from sentiment.models.classifier import load_classifier
 from sentiment.models.training import finetune
 from sentiment.serving import export as export_module
@@ -24,7 +24,7 @@ from sentiment.stage import run_stage
 
 TEXTS = ["good great lovely film", "bad awful terrible plot", "the story was excellent", "really boring and dreadful", "film"]
 GATE = GateConfig(max_metric_loss=0.005, min_agreement=0.99, max_label_changes=0)
-READING = PredictConfig(batch_size=4)
+READING = PredictConfig(**{**repo_params()["predict"], "batch_size": 4})
 SIZES = [1, 8, 16, 64]
 
 
@@ -44,7 +44,7 @@ def trained(tmp_path_factory, tokenizer):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        finetune("toy", {"clean": {}, **tiny_params()}, root / "data" / "toy" / "finetune", root / "ckpt")
+        finetune("toy", tiny_params(), root / "data" / "toy" / "finetune", root / "ckpt")
     finally:
         os.chdir(cwd)
     return root

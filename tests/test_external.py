@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import repo_params
 from sentiment.config import UserError
 from sentiment.evaluation.external import ExternalConfig, ExternalSet, read_set, set_metrics
 
@@ -85,7 +86,7 @@ def test_nltk_movie_reviews_is_a_categorised_corpus_source():
 def test_a_two_label_set_on_a_three_label_model_reports_predictions_outside_its_labels():
     labels = np.array([0, 0, 2, 2])
     probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.6, 0.3], [0.1, 0.1, 0.8]])
-    cfg = ExternalConfig(sets={})
+    cfg = ExternalConfig(**{**repo_params()["external"], "sets": {}})
     out = set_metrics(labels, probs.argmax(axis=1), probs, probs, [0, 2], cfg, seed=0)
     assert out["accuracy"] == 0.5 and out["predicted_outside_set_labels"] == 0.5
     assert out["accuracy_within_set_labels"] == 0.75  # row 1: positive 0.3 > negative 0.2, wrong

@@ -279,3 +279,26 @@ def test_a_train_experiment_does_not_rerun_the_audit(tiny_repo):
     changed = would_run(tiny_repo)
     assert {f"finetune@{k}" for k in KEYS} <= changed
     assert not {s for s in changed if s.startswith("label_issues@")}
+
+
+@needs_mirror
+def test_the_embeddings_audit_embeds_once_and_ranks_planted_flips_first(monkeypatch):
+    """`label_issues.model: embeddings`: the frozen encoder embeds the rows once for the given and the planted
+    labels, and logistic regression on its embeddings ranks uniform flips of a separable task first."""
+    from sentiment.models import out_of_fold
+
+    calls = []
+    embed = out_of_fold.sentence_embeddings
+    monkeypatch.setattr(out_of_fold, "sentence_embeddings", lambda texts, cfg: calls.append(len(texts)) or embed(texts, cfg))
+    train = toy_sentiment(300, seed=5)
+    labels = train["label"].to_numpy()
+    folds = fold_splits(labels, None, AUDIT.folds, 0)
+    probs_of = out_of_fold.fold_model("embeddings", 0, 2, embeddings=AUDIT.embeddings)
+    given_flags, _ = issues(labels, probs_of(train, labels, folds), AUDIT.filter_by)
+    noisy = plant_uniform(labels, 2, 15, ~given_flags, seed=2)
+    probs = probs_of(train, noisy, folds)
+    assert calls == [300]  # the second fit reused the embeddings
+    assert probs.shape == (300, 2) and np.allclose(probs.sum(axis=1), 1)
+    flagged, quality = issues(noisy, probs, AUDIT.filter_by)
+    scored = planted_report(flagged, quality, noisy != labels, natural_error_rate(estimated_joint(labels, probs)))
+    assert scored["auroc"] >= 0.95 and scored["recall_at_2x_budget"] >= 0.8, scored

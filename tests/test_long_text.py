@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from conftest import repo_params
 from sentiment.serving.long_text import PredictConfig, mean_per_text, windows
 
-CHUNK = PredictConfig(long_text="chunk", window_overlap=0.25, batch_size=8)
-TRUNCATE = PredictConfig(long_text="truncate", batch_size=8)
+
+def reading_with(**changes) -> PredictConfig:
+    """params.yaml's `predict` in batches of 8, with `changes`."""
+    return PredictConfig(**{**repo_params()["predict"], "batch_size": 8, **changes})
+
+
+CHUNK = reading_with(long_text="chunk", window_overlap=0.25)
+TRUNCATE = reading_with(long_text="truncate")
 
 
 def test_short_texts_give_one_window_each_the_same_as_truncation(tokenizer):
@@ -41,10 +48,10 @@ def test_mean_per_text_averages_each_texts_windows():
 
 def test_overlap_is_validated():
     with pytest.raises(ValidationError):
-        PredictConfig(window_overlap=0.6, batch_size=8)
+        reading_with(window_overlap=0.6)
     with pytest.raises(ValidationError):
-        PredictConfig(batch_size=0)
-    assert PredictConfig(window_overlap=0.0, batch_size=8).stride(128) == 0
+        reading_with(batch_size=0)
+    assert reading_with(window_overlap=0.0).stride(128) == 0
 
 
 def test_the_scorer_in_chunk_mode_equals_truncate_on_short_texts_and_averages_long_ones(saved_model):

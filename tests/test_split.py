@@ -15,7 +15,14 @@ RAW_DS = {
     "labels": ["neg", "neu", "pos"],
     "split": "pooled",
 }
-RAW_CFG = {"seed": 1, "dev_fraction": 0.1, "pooled_dev_fraction": 0.15, "pooled_test_fraction": 0.15, "train_fraction": 1.0}
+RAW_CFG = {
+    "seed": 1,
+    "dev_fraction": 0.1,
+    "pooled_dev_fraction": 0.15,
+    "pooled_test_fraction": 0.15,
+    "train_fraction": 1.0,
+    "drop_leaked": True,
+}
 
 
 def source(n=600, seed=0):

@@ -24,7 +24,7 @@ class SplitConfig(Section):
     pooled_dev_fraction: float = Field(gt=0, le=0.5)
     pooled_test_fraction: float = Field(gt=0, le=0.5)
     train_fraction: float = Field(gt=0, le=1)  # stratified subsample of train for quick runs
-    drop_leaked: bool = True
+    drop_leaked: bool  # drop train/dev rows whose normalised text is in a later split
 
 
 def untracked_source_warning(source: str, key: str) -> str | None:

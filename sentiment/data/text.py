@@ -124,15 +124,15 @@ def make_normalizer(
 class CleanConfig(Section):
     """params.yaml `clean`."""
 
-    url_placeholder: str = ""  # "" removes URLs
-    user_placeholder: str = ""  # "" removes @mentions
-    max_repeat: int = Field(2, ge=0, le=100)  # "soooo" -> "soo"; 0 keeps elongations
-    dedup_train: bool = True
-    remove_stopwords: bool = True
-    keep_negations: bool = True  # the `words.negation` list survives stopword removal
-    lemmatize: bool = True
-    stem: bool = False
-    drop_label_issues: bool = False  # train rows that label_issues flags are dropped
+    url_placeholder: str  # "" removes URLs
+    user_placeholder: str  # "" removes @mentions
+    max_repeat: int = Field(ge=0, le=100)  # "soooo" -> "soo"; 0 keeps elongations
+    dedup_train: bool
+    remove_stopwords: bool
+    keep_negations: bool  # the `words.negation` list survives stopword removal
+    lemmatize: bool
+    stem: bool
+    drop_label_issues: bool  # train rows that label_issues flags are dropped
 
     def light(self) -> Cleaning:
         return Cleaning(self.url_placeholder, self.user_placeholder, self.max_repeat)

@@ -26,7 +26,8 @@ from sentiment.config import Section
 from sentiment.data.datasets import prob_columns
 from sentiment.data.text import has_any
 from sentiment.io import pyplot, save_figure
-from sentiment.models.classifier import SentimentClassifier, length_sorted_batches
+from sentiment.models.classifier import SentimentClassifier
+from sentiment.serving.runtime import batches_of, run_batches, torch_backend
 
 Baseline = Literal["auto", "pad", "mask", "zero"]
 
@@ -34,15 +35,15 @@ Baseline = Literal["auto", "pad", "mask", "zero"]
 class AttentionConfig(Section):
     """params.yaml `attention`."""
 
-    examples_per_category: int = Field(2, ge=0)  # negation, contrast and failure examples from test
-    max_words: PositiveInt = 30
-    layers: list[int] = [0, -1]  # attention heatmaps for these layers (heads averaged)
-    ig_baseline: Baseline = "auto"
-    ig_steps: int = Field(16, ge=2, le=4096)  # first try; doubled until converged
-    ig_max_steps: int = Field(256, ge=2, le=4096)
-    ig_tolerance: float = Field(0.05, gt=0)  # allowed |completeness gap| / |f(x) - f(baseline)|
-    faithfulness_examples: PositiveInt = 200
-    fractions: list[float] = [0.01, 0.05, 0.1, 0.2, 0.5]
+    examples_per_category: int = Field(ge=0)  # negation, contrast and failure examples from test
+    max_words: PositiveInt
+    layers: list[int]  # attention heatmaps for these layers (heads averaged)
+    ig_baseline: Baseline
+    ig_steps: int = Field(ge=2, le=4096)  # first try; doubled until converged
+    ig_max_steps: int = Field(ge=2, le=4096)
+    ig_tolerance: float = Field(gt=0)  # allowed |completeness gap| / |f(x) - f(baseline)|
+    faithfulness_examples: PositiveInt
+    fractions: list[float]
 
 
 # --- attention and rollout -----------------------------------------------------------------------
@@ -324,20 +325,6 @@ def attention_heatmap(path: Path, words: list[str], maps: dict[str, np.ndarray],
 # --- faithfulness ---------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def class_probability(model: SentimentClassifier, sequences: list[list[int]], target: list[int], pad_id: int) -> np.ndarray:
-    """p(target | sequence) for a batch of token-id lists of different lengths."""
-    on = next(model.parameters()).device
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(sequences):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    probs = torch.softmax(model(input_ids=ids.to(on), attention_mask=mask.to(on)).logits.float(), dim=-1).cpu()
-    return probs[torch.arange(len(sequences)), torch.tensor(target)].numpy()
-
-
 def erasure_variants(ids: list[int], scores: np.ndarray, fraction: float) -> tuple[list[int], list[int]]:
     """(ids without the top-scored tokens, ids with only them), special tokens [first, last] kept.
 
@@ -353,13 +340,15 @@ def erasure_variants(ids: list[int], scores: np.ndarray, fraction: float) -> tup
 
 
 def batched_probability(
-    model: SentimentClassifier, sequences: list[list[int]], targets: list[int], pad_id: int, batch_size: int
+    model: SentimentClassifier, tokenizer, sequences: list[list[int]], targets: list[int], batch_size: int
 ) -> np.ndarray:
-    """class_probability over batches of similar length (little padding), in the input order."""
-    result = np.zeros(len(sequences))
-    for rows in length_sorted_batches(sequences, batch_size):
-        result[rows] = class_probability(model, [sequences[i] for i in rows], [targets[i] for i in rows], pad_id)
-    return result
+    """p(target | sequence) for token-id lists of different lengths, in the input order, scored through the
+    runtime's one batcher (length-sorted padded batches, little padding)."""
+    if not sequences:
+        return np.zeros(0)
+    logits = run_batches(torch_backend(model), batches_of(tokenizer, sequences, batch_size), len(sequences))
+    probs = torch.softmax(torch.from_numpy(logits).float(), dim=-1)  # the model's float32 logits, as it gave them
+    return probs[torch.arange(len(sequences)), torch.tensor(targets)].numpy().astype(np.float64)
 
 
 def faithfulness(
@@ -368,18 +357,18 @@ def faithfulness(
     scores: list[np.ndarray],
     targets: list[int],
     fractions: list[float],
-    pad_id: int,
+    tokenizer,
     batch_size: int = 64,
 ) -> dict[str, float]:
     """ERASER comprehensiveness (drop in p(target) when the top-k% tokens are removed; higher is
     more faithful) and sufficiency (drop when only they are kept; lower is better), averaged
     over the fractions and examples (DeYoung et al. 2020)."""
-    full = batched_probability(model, examples, targets, pad_id, batch_size)
+    full = batched_probability(model, tokenizer, examples, targets, batch_size)
     comp, suff = [], []
     for fraction in fractions:
         variants = [erasure_variants(ids, s, fraction) for ids, s in zip(examples, scores, strict=True)]
-        p_without = batched_probability(model, [v[0] for v in variants], targets, pad_id, batch_size)
-        p_only = batched_probability(model, [v[1] for v in variants], targets, pad_id, batch_size)
+        p_without = batched_probability(model, tokenizer, [v[0] for v in variants], targets, batch_size)
+        p_only = batched_probability(model, tokenizer, [v[1] for v in variants], targets, batch_size)
         comp.append(np.mean(full - p_without))
         suff.append(np.mean(full - p_only))
     return {"comprehensiveness": float(np.mean(comp)), "sufficiency": float(np.mean(suff))}
@@ -405,9 +394,7 @@ def faithfulness_report(
             if name == "integrated_gradients":
                 ig_runs.append(info)
         scores[CONTROL].append(rng.random(len(ids)))
-    results = {
-        name: faithfulness(model, examples, s, targets, cfg.fractions, tokenizer.pad_token_id) for name, s in scores.items()
-    }
+    results = {name: faithfulness(model, examples, s, targets, cfg.fractions, tokenizer) for name, s in scores.items()}
     control = results[CONTROL]
     for name in METHODS:
         results[name]["beats_random_comprehensiveness"] = results[name]["comprehensiveness"] > control["comprehensiveness"]

@@ -43,11 +43,11 @@ PERTURBATIONS = (
 class BehaviorConfig(Section):
     """params.yaml `behavior`."""
 
-    templates: str = "data/behavior/templates.yaml"
-    form: Form = "auto"  # the fine-tuned model's form under test
-    max_cases: PositiveInt = 200  # per test: a seeded sample of its template fills or test rows
-    tolerance: float = Field(0.1, ge=0, le=1)  # dir: allowed move of P(label) the wrong way
-    worst: PositiveInt = 5  # failures kept per test and model, most severe first
+    templates: str
+    form: Form  # the fine-tuned model's form under test
+    max_cases: PositiveInt  # per test: a seeded sample of its template fills or test rows
+    tolerance: float = Field(ge=0, le=1)  # dir: allowed move of P(label) the wrong way
+    worst: PositiveInt  # failures kept per test and model, most severe first
 
 
 class BehaviorTest(Section):

@@ -33,8 +33,8 @@ class EvaluateConfig(Section):
     """params.yaml `evaluate`."""
 
     models: dict[str, str]  # model name -> the stage whose out dir holds its predictions
-    ece_bins: int = Field(15, ge=2, le=1000)
-    bootstrap_resamples: int = Field(1000, ge=1000, le=10**6)
+    ece_bins: int = Field(ge=2, le=1000)
+    bootstrap_resamples: int = Field(ge=1000, le=10**6)
 
     def check(self) -> EvaluateConfig:
         if PRIMARY not in self.models:

@@ -35,9 +35,9 @@ class ExternalSet(Section):
 class ExternalConfig(Section):
     """params.yaml `external`."""
 
-    form: Form = "auto"  # the fine-tuned model's form that scores the sets
-    bootstrap_resamples: int = Field(1000, ge=1000)
-    ece_bins: int = Field(15, ge=2)
+    form: Form  # the fine-tuned model's form that scores the sets
+    bootstrap_resamples: int = Field(ge=1000)
+    ece_bins: int = Field(ge=2)
     sets: dict[str, dict[str, ExternalSet]]  # dataset key -> set name -> set
 
 

@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from sentiment.config import Section, UserError
 from sentiment.models.config import ModelConfig
+from sentiment.models.out_of_fold import EmbeddingModel
 
 # cleanlab is imported where it is used: its package import loads Datalab and `datasets` (over a second),
 # which the evaluate stage has no use for until it audits.
@@ -46,7 +47,7 @@ class EncoderAudit(Section):
 class LabelIssuesConfig(Section):
     """params.yaml `label_issues`."""
 
-    model: Literal["tfidf", "encoder"]  # where the out-of-fold probabilities come from
+    model: Literal["tfidf", "embeddings", "encoder"]  # where the out-of-fold probabilities come from
     folds: int = Field(ge=2, le=20)
     group_folds: Literal["auto"] | bool  # folds keep texts that contain one another together
     tfidf_C: float = Field(gt=0)  # the TF-IDF model's LogisticRegression C (baseline.tfidf's features)
@@ -54,6 +55,7 @@ class LabelIssuesConfig(Section):
     max_rows: PositiveInt | None  # a seeded stratified sample of train is audited; null: all of it
     inject_fraction: float = Field(ge=0, lt=0.5)  # share of labels planted wrong to measure the audit; 0 skips it
     shown: PositiveInt  # ranked rows kept in the plots CSVs (train issues, test suspects)
+    embeddings: EmbeddingModel
     encoder: EncoderAudit
 
 

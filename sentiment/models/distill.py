@@ -6,7 +6,6 @@ bf16 where the hardware has it, the best dev epoch kept, early stopping, resumab
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pandas as pd
 from pydantic import Field, PositiveInt
 from torch import nn
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers import Trainer, set_seed
 
 from sentiment.config import Section, UserError, dataset, section, validated_seed
 from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, training_rows
@@ -22,17 +21,7 @@ from sentiment.data.text import CleanConfig
 from sentiment.metrics import accuracy_and_f1, scale
 from sentiment.models.classifier import SentimentClassifier, load_classifier, predict_logits, save_classifier
 from sentiment.models.config import TrainConfig
-from sentiment.models.training import (
-    check_checkpoint,
-    compute_metrics,
-    is_main_process,
-    live_logger,
-    precision_flags,
-    tokenize,
-    trained_with,
-    training_arguments,
-    training_curves,
-)
+from sentiment.models.training import best_epoch, precision_flags, tokenize, train, trained_with, training_curves
 
 
 class DistillConfig(Section):
@@ -136,42 +125,30 @@ def distill(
     data["dev"] = data["dev"].sort("length")
 
     set_seed(seed)
-    if resume and not any(checkpoint_dir.glob("checkpoint-*")):
-        print(f"[distill:{key}] nothing to resume in {checkpoint_dir}; starting fresh")
-        resume = False
-    if resume:
-        check_checkpoint(checkpoint_dir, student)
-    if not resume and checkpoint_dir.exists() and is_main_process():
-        shutil.rmtree(checkpoint_dir)
-    args = training_arguments(train_cfg, seed, checkpoint_dir)
-    args.remove_unused_columns = False  # the teacher's logits reach compute_loss
-    trainer = DistillTrainer(
-        model=student,
-        args=args,
-        train_dataset=data["train"],
-        eval_dataset=data["dev"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience), *live_logger(live_dir)],
+    trainer, seconds = train(
+        student,
+        train_cfg,
+        seed,
+        data,
+        tokenizer,
+        checkpoint_dir,
+        resume=resume,
+        live_dir=live_dir,
+        name=f"distill:{key}",
+        trainer_class=DistillTrainer,
+        remove_unused_columns=False,  # the teacher's logits reach compute_loss
         temperature=cfg.temperature,
         soft_weight=cfg.soft_weight,
     )
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.perf_counter() - start
     print(f"[distill:{key}] {len(cfg.layers)}-layer student trained on {len(data['train'])} examples in {seconds:.0f}s")
     if not trainer.is_world_process_zero():
         return None
-    best_epoch = next(
-        (r["epoch"] for r in trainer.state.log_history if "eval_loss" in r and trainer.state.best_global_step == r["step"]), None
-    )
     trained: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
     figures: dict[str, Any] = {
         "layers": cfg.layers,
         "teacher_layers": teacher_layers,
         "parameters": sum(p.numel() for p in trained.parameters()),
-        "best_epoch": best_epoch,
+        "best_epoch": best_epoch(trainer),
         "epochs_run": trainer.state.epoch,
         "train_rows": len(frames["train"]),
         "teacher_labelling_seconds": round(teacher_seconds, 1),

@@ -1,6 +1,7 @@
 """Out-of-fold class probabilities: each row scored by a model fitted on the other folds only (the folds
 come from the caller, e.g. grouped so that no text and a text containing it sit on both sides), from the
-TF-IDF pipeline or from an encoder trained with the Trainer (no dev split, no checkpoints)."""
+TF-IDF pipeline, from logistic regression on a frozen sentence encoder's embeddings, or from an encoder
+trained with the Trainer (no dev split, no checkpoints)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,54 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, PositiveInt
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
-from sentiment.config import UserError
+from sentiment.config import Section, UserError
 from sentiment.metrics import scale
 from sentiment.models.baselines import BaselineConfig, build_pipeline, one_vs_rest
 from sentiment.models.config import ModelConfig, TrainConfig
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+class EmbeddingModel(Section):
+    """params.yaml `label_issues.embeddings`: the frozen sentence encoder (mean-pooled, as sentence-transformers
+    pools all-MiniLM-L6-v2) and the logistic regression fitted on its embeddings."""
+
+    name: str  # a Hub id (or local path) of an encoder
+    max_length: int = Field(ge=2)
+    batch_size: PositiveInt
+    C: float = Field(gt=0)
+
+
+def sentence_embeddings(texts: list[str], cfg: EmbeddingModel) -> np.ndarray:
+    """Mean-pooled last hidden states of the frozen `cfg.name` encoder, L2-normalised, in the texts' order.
+    The encoder never sees a label, so embedding every row once leaks nothing between folds."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from sentiment.data.hub import load_pretrained
+    from sentiment.models.classifier import device, mean_pool, padded_batches
+
+    tokenizer = load_pretrained(AutoTokenizer, cfg.name)
+    on = device()
+    encoder = load_pretrained(AutoModel, cfg.name).eval().to(on)
+    sequences = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
+    embeddings = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for rows, batch in padded_batches(tokenizer, sequences, cfg.batch_size):
+            ids, mask = (torch.from_numpy(batch[k]).to(on) for k in ("input_ids", "attention_mask"))
+            pooled = mean_pool(encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+            embeddings[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+    return embeddings
+
+
+def embedding_probs(embeddings: np.ndarray, labels: np.ndarray, C: float, folds: Folds, seed: int) -> np.ndarray:
+    """Probabilities from logistic regression (at `C`) on sentence embeddings, fitted on the other folds."""
+    classifier = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    return cross_val_predict(classifier, embeddings, labels, cv=folds, method="predict_proba")
 
 
 def tfidf_probs(
@@ -72,14 +113,25 @@ def fold_model(
     *,
     baseline: BaselineConfig | None = None,
     tfidf_C: float = 1.0,
+    embeddings: EmbeddingModel | None = None,
     encoder: ModelConfig | None = None,
     encoder_train: dict | None = None,
 ):
     """f(rows, labels, folds) -> out-of-fold probabilities: `tfidf` on rows' `text_norm` (baseline's features,
-    logistic regression at `tfidf_C`), or `encoder` on rows' `text`, trained with `encoder_train` (epochs,
-    learning_rate, batch_size, max_length, weight_decay, warmup_ratio)."""
+    logistic regression at `tfidf_C`); `embeddings`: logistic regression on the frozen encoder's embeddings of
+    rows' `text` (computed once per rows frame, whatever the labels); or `encoder` on rows' `text`, trained with
+    `encoder_train` (epochs, learning_rate, batch_size, max_length, weight_decay, warmup_ratio)."""
     if kind == "tfidf":
         return lambda rows, labels, folds: tfidf_probs(rows["text_norm"], labels, baseline, tfidf_C, folds, seed, n_classes)
+    if kind == "embeddings":
+        cached: list = [None, None]  # (rows frame, its embeddings): the audit refits on planted labels, same rows
+
+        def from_embeddings(rows: pd.DataFrame, labels: np.ndarray, folds: Folds) -> np.ndarray:
+            if cached[0] is not rows:
+                cached[:] = [rows, sentence_embeddings(rows["text"].tolist(), embeddings)]
+            return embedding_probs(cached[1], labels, embeddings.C, folds, seed)
+
+        return from_embeddings
 
     settings = dict(encoder_train or {})
     # the rest of the recipe is fixed: no dev split, checkpoints or early stopping (evaluate=False), no tricks

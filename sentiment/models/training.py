@@ -7,9 +7,11 @@ batch; only rank 0 predicts and writes.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from transformers.utils import is_torch_bf16_gpu_available
 from sentiment.config import UserError, dataset, section, validated_seed
 from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, training_rows
 from sentiment.data.text import CleanConfig
-from sentiment.io import write_csv
+from sentiment.io import atomic_dir, write_csv
 from sentiment.machine import cpu_flags, cpu_supports_bf16
 from sentiment.metrics import accuracy_and_f1, scale
 from sentiment.models.classifier import (
@@ -198,6 +200,83 @@ def check_checkpoint(checkpoint_dir: Path, model: SentimentClassifier) -> None:
                 )
 
 
+def train(
+    model: SentimentClassifier,
+    cfg: TrainConfig,
+    seed: int,
+    data: dict[str, Dataset],
+    tokenizer: PreTrainedTokenizerBase,
+    checkpoint_dir: Path,
+    *,
+    resume: bool,
+    live_dir: Path | None,
+    name: str,
+    trainer_class: type[Trainer] = Trainer,
+    remove_unused_columns: bool = True,
+    **trainer_kwargs: Any,
+) -> tuple[Trainer, float]:
+    """(the Trainer, seconds trained) of every training path (fine-tuning, distillation): `model` trained on
+    data["train"], evaluated on data["dev"] each epoch, the best epoch kept, early stopping, live logs in
+    `live_dir`; resumed from the last checkpoint in `checkpoint_dir` with `resume` (when there is one), else
+    that directory is cleared first. `name` prefixes the messages; `trainer_kwargs` go to `trainer_class`."""
+    if resume and not any(checkpoint_dir.glob("checkpoint-*")):
+        print(f"[{name}] nothing to resume in {checkpoint_dir}; starting fresh")
+        resume = False
+    if resume:
+        check_checkpoint(checkpoint_dir, model)
+    if not resume and checkpoint_dir.exists() and is_main_process():
+        shutil.rmtree(checkpoint_dir)
+    args = training_arguments(cfg, seed, checkpoint_dir)
+    if not remove_unused_columns:  # columns the model does not take reach compute_loss
+        args.remove_unused_columns = False
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["dev"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience), *live_logger(live_dir)],
+        **trainer_kwargs,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    return trainer, time.perf_counter() - start
+
+
+def best_epoch(trainer: Trainer) -> float | None:
+    """The epoch whose dev evaluation picked the model kept (None when none did)."""
+    state = trainer.state
+    return next((r["epoch"] for r in state.log_history if "eval_loss" in r and state.best_global_step == r["step"]), None)
+
+
+# --- what the training stages (finetune, distill) share ------------------------------------------------
+
+
+def resume_argument(parser: argparse.ArgumentParser) -> None:
+    """A training stage's `--resume` (run_stage's `arguments`)."""
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
+
+def resume_requested(args: argparse.Namespace) -> bool:
+    """`--resume`, or FINETUNE_RESUME set to anything but 0 (`FINETUNE_RESUME=1 dvc repro`)."""
+    return args.resume or os.environ.get("FINETUNE_RESUME", "") not in ("", "0")
+
+
+def rank_zero_dir(path: Path) -> AbstractContextManager[Path | None]:
+    """A training stage's out dir: rank 0 writes a temporary sibling swapped in on success; the other ranks get None.
+    One writer: were every rank to swap in its own temporary directory, the last to finish would replace rank 0's."""
+    return atomic_dir(path) if is_main_process() else nullcontext(None)
+
+
+def write_curves(curves: tuple[pd.DataFrame, pd.DataFrame], plots: Path) -> None:
+    """training_curves' (per-step train loss, per-epoch dev figures) as plots/<key>/<stage>/ CSVs."""
+    steps, epochs = curves
+    write_csv(steps, plots / "train_loss.csv")
+    write_csv(epochs, plots / "dev_curve.csv")
+
+
 def finetune(
     key: str,
     params: dict[str, Any],
@@ -228,38 +307,18 @@ def finetune(
 
     set_seed(seed)
     model = build_trainable(model_cfg, train_cfg, tokenizer, len(names))
-    if resume and not any(checkpoint_dir.glob("checkpoint-*")):
-        print(f"[finetune:{key}] nothing to resume in {checkpoint_dir}; starting fresh")
-        resume = False
-    if resume:
-        check_checkpoint(checkpoint_dir, model)
-    if not resume and checkpoint_dir.exists() and is_main_process():
-        shutil.rmtree(checkpoint_dir)
-    trainer = Trainer(
-        model=model,
-        args=training_arguments(train_cfg, seed, checkpoint_dir),
-        train_dataset=data["train"],
-        eval_dataset=data["dev"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=train_cfg.early_stopping_patience), *live_logger(live_dir)],
+    trainer, seconds = train(
+        model, train_cfg, seed, data, tokenizer, checkpoint_dir, resume=resume, live_dir=live_dir, name=f"finetune:{key}"
     )
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume else None)
-    seconds = time.perf_counter() - start
     print(
         f"[finetune:{key}] trained on {len(data['train'])} examples in {seconds:.0f}s "
         f"({trainer.state.num_train_epochs} epochs max, {len(data['train']) * trainer.state.epoch / seconds:.1f} ex/s)"
     )
 
-    best_epoch = next(
-        (r["epoch"] for r in trainer.state.log_history if "eval_loss" in r and trainer.state.best_global_step == r["step"]), None
-    )
     if not trainer.is_world_process_zero():
         return None
     metrics: dict[str, Any] = {
-        "best_epoch": best_epoch,
+        "best_epoch": best_epoch(trainer),
         "epochs_run": trainer.state.epoch,
         "train_rows": len(frames["train"]),  # fewer than clean's when clean.drop_label_issues drops the audit's flags
         "trained_with": trained_with(trainer.args),

@@ -23,9 +23,9 @@ class PredictConfig(Section):
     """params.yaml `predict`: how inference outside training reads text, and in what batches."""
 
     batch_size: PositiveInt  # texts (or windows) per model call of `sentiment predict`, behavior and external
-    long_text: LongText = "chunk"  # truncate: first max_length tokens; chunk: overlapping windows, logits averaged
-    window_overlap: float = Field(0.25, ge=0, le=0.5)  # share of max_length consecutive windows have in common
-    model: Literal[MODELS] = "finetune"  # type: ignore[valid-type]  # what predict, explain and serve use by default
+    long_text: LongText  # truncate: first max_length tokens; chunk: overlapping windows, logits averaged
+    window_overlap: float = Field(ge=0, le=0.5)  # share of max_length consecutive windows have in common
+    model: Literal[MODELS]  # type: ignore[valid-type]  # what predict, explain and serve use by default
 
     def stride(self, max_length: int) -> int:
         """Tokens consecutive windows share (the tokenizer's `stride`)."""
