@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import get_args
 
 from record import save
 from sentiment.config import dataset, load_params, section
@@ -69,7 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["sst2"])
     parser.add_argument("--rows", type=int, default=None, help="a seeded stratified sample of train (default: all of it)")
-    parser.add_argument("--models", nargs="+", default=["tfidf"], choices=["tfidf", "embeddings", "encoder"])
+    parser.add_argument(
+        "--models", nargs="+", default=["tfidf"], choices=get_args(LabelIssuesConfig.model_fields["model"].annotation)
+    )
     parser.add_argument("--save", metavar="NAME", help="write docs/results/label_audit_NAME.json")
     args = parser.parse_args()
     params = load_params()

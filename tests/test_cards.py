@@ -154,3 +154,12 @@ def test_polarity_needs_labels_that_run_negative_to_positive():
         label_order_correlation(-scores, labels, "toy")
     with pytest.raises(UserError, match="nan"):
         label_order_correlation(np.zeros(300), labels, "toy")
+
+
+def test_every_audit_model_has_a_card_phrase():
+    from typing import get_args
+
+    from sentiment.evaluation.label_audit import LabelIssuesConfig
+    from sentiment.report.cards import AUDIT_MODEL_WORDS
+
+    assert set(AUDIT_MODEL_WORDS) == set(get_args(LabelIssuesConfig.model_fields["model"].annotation))

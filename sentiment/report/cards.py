@@ -97,11 +97,15 @@ def failing_tests(behavior: dict[str, Any]) -> list[tuple[str, float]]:
     return sorted(failing, key=lambda item: (-item[1], item[0]))
 
 
+# label_issues.model -> what its out-of-fold probabilities come from, in a card's words
+AUDIT_MODEL_WORDS = {"tfidf": "TF-IDF", "embeddings": "sentence-embedding", "encoder": "fine-tuned encoder"}
+
+
 def flagged_clause(audit: dict[str, Any]) -> str:
     """The label audit's finding on train, as the card and the README state it: how many rows it flags as
     suspect, how well it ranks noise planted on purpose (AUROC), and the natural noise it estimates."""
     text = (
-        f"the {audit['model']} label audit flags {audit['flagged']} of {audit['rows_audited']} train rows "
+        f"the {AUDIT_MODEL_WORDS[audit['model']]} label audit flags {audit['flagged']} of {audit['rows_audited']} train rows "
         f"({audit['flagged_rate']:.1%}) as suspect"
     )
     if planted := audit.get("planted"):
@@ -183,8 +187,9 @@ def audit_lines(m: dict[str, Any]) -> list[str]:
     audit = m["label_issues"]
     per_class = ", ".join(f"{name} {r['flagged_rate']:.1%}" for name, r in audit["per_class"].items())
     folds = f"{audit['folds']}-fold{' grouped by text' if audit.get('grouped_folds') else ''}"
+    model = AUDIT_MODEL_WORDS[audit["model"]]
     lines = [
-        f"Training-label audit (`label_issues`, cleanlab on {folds} out-of-fold {audit['model']} probabilities): "
+        f"Training-label audit (`label_issues`, cleanlab on {folds} out-of-fold {model} probabilities): "
         f"{audit['flagged']} of {audit['rows_audited']} train rows ({audit['flagged_rate']:.1%}) flagged as suspect; "
         f"by given label: {per_class}; estimated natural noise {audit['natural_error_rate']:.1%}."
     ]
