@@ -197,6 +197,20 @@ def ig_baselines_table(name: str, run: dict[str, Any]) -> list[str]:
     ]
 
 
+def int8_variants_table(name: str, run: dict[str, Any]) -> list[str]:
+    """bench/int8_variants.py: static int8 recipes, agreement with the fp32 graph and speed beside it."""
+    rows = [
+        {
+            "variant": v["variant"],
+            "agreement with fp32": f"{v['agreement_with_fp32']:.4f}",
+            "speed": f"{v['speed_vs_fp32_onnx']:.2f}x",
+        }
+        for v in run["variants"]
+    ]
+    summary = f"{machine_line(run['machine'])}; {run['dataset']} {run['model']}, speed against fp32 ONNX"
+    return [f"**{name}** (`{run['command']}`; {summary}):", "", *table(rows), ""]
+
+
 TABLES = {
     "repro": repro_table,
     "pytest": pytest_table,
@@ -206,6 +220,7 @@ TABLES = {
     "long_text": long_text_table,
     "predict_reviews": lambda name, run: levels_table(name, run, run["command"], machine_line(run["machine"])),
     "ig_baselines": ig_baselines_table,
+    "int8_variants": int8_variants_table,
     "optimum_load": lambda name, run: levels_table(
         name, run, run["command"], f"{machine_line(run['machine'])}; " + ", ".join(f"{p} {v}" for p, v in run["versions"].items())
     ),
