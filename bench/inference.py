@@ -5,8 +5,8 @@ answers across batch sizes 1, 8, 16 and 64: labels changed against batch 1 and t
     python bench/inference.py [--dataset sst2] [--single 200] [--batch-size 64] [--save NAME]
 
 Forms: every form of sentiment/serving/forms.py (built by the export stage's builders, so the rows are the
-forms `--form` serves), and candidates that are not served, for comparison: torch bf16 autocast (where the CPU
-has AVX512-BF16 or AMX), dynamic int8 with one weight scale per tensor, static QDQ with int8 (S8S8) activations;
+forms `--form` serves), and candidates that are not served, for comparison: dynamic int8 with one weight scale
+per tensor, static QDQ with int8 (S8S8) activations;
 and OpenVINO (fp32, bf16 where the CPU has it, int8 from the static QDQ graphs) when the `openvino` package is
 installed (`pip install openvino`; not a dependency). Every form is built here from the fine-tuned model, in a
 temporary folder, and scored on all of test with the export stage's gate (params.yaml `export.gate`), so each
@@ -35,9 +35,17 @@ from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean
 from sentiment.machine import BF16_FLAGS, clock_ghz, describe, machine
 from sentiment.models.classifier import load_classifier
-from sentiment.serving.export import BuildInputs, CalibrationBatches, ExportConfig, build_forms, score_forms, scored_batch_sizes
+from sentiment.serving.export import (
+    BuildInputs,
+    CalibrationBatches,
+    ExportConfig,
+    build_forms,
+    score_forms,
+    scored_batch_sizes,
+    static_int8_options,
+)
 from sentiment.serving.forms import FORMS
-from sentiment.serving.runtime import Backend, batches_of, encode, onnx_backend, run_batches, torch_backend
+from sentiment.serving.runtime import Backend, batches_of, encode, onnx_backend, run_batches
 
 # FLOP (or int8 multiply-adds x 2) per cycle per core, by what the CPU executes for each data type.
 # Intel server cores with AVX-512 run two 512-bit FMA ports (VNNI and AVX512-BF16 on both) and AMX tiles
@@ -69,20 +77,10 @@ def flops_per_token(config) -> float:
 
 def qdq_s8s8(source: Path, target: Path, calibration: list) -> None:
     """The static form's QDQ quantization with int8 symmetric activations (S8S8) instead of uint8 (U8S8)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_static
 
-    signed = True
-    quantize_static(
-        str(source),
-        str(target),
-        CalibrationBatches(calibration),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gemm"],
-        extra_options={"ActivationSymmetric": signed, "QuantizeBias": False},
-    )
+    options = static_int8_options(activation_type=QuantType.QInt8, extra_options={"ActivationSymmetric": True})
+    quantize_static(str(source), str(target), CalibrationBatches(calibration), **options)
 
 
 def per_tensor_dynamic(source: Path, target: Path) -> None:
@@ -109,19 +107,16 @@ def openvino_backend(path: Path, precision: str) -> Backend:
 
 
 Forms = dict[str, tuple[Callable[[], Backend], str]]
-DTYPES = {"torch": "fp32", "onnx": "fp32"}  # the registry's other forms are int8
 
 
 def build_candidates(model, tokenizer, folder: Path, calibration: list, m: dict[str, Any]) -> Forms:
     """form -> (a function building its backend, its data type): the registry's forms, then the candidates."""
     backends = build_forms(BuildInputs(model, tokenizer, calibration), folder)
-    forms: Forms = {name: ((lambda run=run: run), DTYPES.get(name, "int8")) for name, run in backends.items()}
+    forms: Forms = {name: ((lambda run=run: run), FORMS[name].dtype) for name, run in backends.items()}
     onnx = folder / FORMS["onnx"].file
     per_tensor_dynamic(onnx, folder / "per_tensor.onnx")
     qdq_s8s8(onnx, folder / "qdq_s8s8.onnx", calibration)
     bf16 = any(f in m["cpu_flags"] for f in BF16_FLAGS)
-    if bf16:
-        forms["torch_bf16"] = (lambda: torch_backend(model, bf16=True), "bf16")
     forms["onnx_int8_dynamic_per_tensor"] = (lambda: onnx_backend(folder / "per_tensor.onnx"), "int8")
     forms["onnx_int8_static_s8s8"] = (lambda: onnx_backend(folder / "qdq_s8s8.onnx"), "int8")
     try:

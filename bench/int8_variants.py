@@ -26,7 +26,7 @@ from sentiment.data.datasets import read_clean
 from sentiment.machine import describe, machine
 from sentiment.models.classifier import load_classifier
 from sentiment.paths import MODELS, data_dir, export_stage, model_dir
-from sentiment.serving.export import CalibrationBatches, ExportConfig
+from sentiment.serving.export import CalibrationBatches, ExportConfig, static_int8_options
 from sentiment.serving.runtime import Batches, batches_of, encode, onnx_backend, run_batches
 
 
@@ -57,7 +57,7 @@ def timed(path: Path, batches: Batches, rows: int) -> tuple[np.ndarray, float]:
 
 
 def main() -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="sst2")
@@ -91,19 +91,12 @@ def main() -> None:
             else:
                 calibration = batches_of(tokenizer, encode(tokenizer, rows, max_length), cfg.batch_size)
             target = Path(scratch) / "variant.onnx"
-            quantize_static(
-                str(fp32),
-                str(target),
-                CalibrationBatches(calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul", "Gemm"],
+            options = static_int8_options(
                 nodes_to_exclude=v.get("exclude", []),
                 calibrate_method=v.get("method", CalibrationMethod.MinMax),
-                extra_options={"ActivationSymmetric": False, "QuantizeBias": False, **v.get("extra", {})},
+                extra_options=v.get("extra", {}),
             )
+            quantize_static(str(fp32), str(target), CalibrationBatches(calibration), **options)
             logits, rate = timed(target, test_batches, len(test))
             agreement = float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean())
             results.append({"variant": name, "agreement_with_fp32": agreement, "speed_vs_fp32_onnx": rate / reference_rate})

@@ -24,8 +24,10 @@ HEADLINE_KEYS = (
     "rows",  # rows kept (split, clean)
     "dropped",  # rows dropped (split, clean)
     "flagged",  # train rows flagged as likely mislabelled (label_issues)
-    "recall",  # share of the class-conditional noise planted on train that the flags find (label_issues)
-    "auroc",  # how the label-quality score ranks that planted noise against the other rows (label_issues)
+    "auroc",  # how the label-quality score ranks class-conditional noise planted on train (label_issues)
+    "auroc_uniform",  # the same for uniform flips planted on train (label_issues)
+    "ceiling",  # the precision a perfect detector of the planted noise could reach, given the natural noise (label_issues)
+    "of_ceiling",  # the flags' precision on the class-conditional planted noise over that ceiling (label_issues)
     "accuracy",  # test accuracy of the stage's model (baseline, finetune, evaluate, ablations)
     "f1_macro",
     "ece",  # test ECE after temperature scaling (evaluate)

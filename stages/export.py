@@ -55,8 +55,8 @@ def main(run: Run) -> None:
     gate = cfg.gate
     goal = (
         f"at most {gate.max_metric_loss * 100:.1f} points of accuracy and of F1-macro lost against torch fp32, "
-        f"at least {gate.min_agreement:.0%} of its test labels, at most {gate.max_label_changes} labels changed between "
-        f"batch 1 and batch sizes {batch_sizes[1:]}"
+        f"at least {gate.min_agreement:.0%} of its test labels, at most {gate.max_label_changes} labels changed and no "
+        f"probability moved by more than {gate.max_probability_change:g} between batch 1 and batch sizes {batch_sizes[1:]}"
     )
     report = {"forms": forms, "n_test": len(labels), "batch_sizes": batch_sizes, "goal": goal}
     passing = [r["agreement_with_torch"] for r in forms.values() if r["passes_gate"]]

@@ -66,8 +66,14 @@ def main(run: Run) -> None:
         title = f"{key}: estimated P(given, true) on train ({cfg.model} out-of-fold)"
         save_figure(noise_matrix_figure(report["joint_given_true"], names, title), out / "noise_matrix.png")
     headline = {"flagged": report["flagged"]}
-    if "planted" in report:  # the harder kind of planted noise: every figure of both kinds is in results_file
-        headline |= {name: report["planted"]["class_conditional"][name] for name in ("auroc", "recall")}
+    if "planted" in report:  # the ranking of both kinds and the precision against its ceiling; the rest in results_file
+        uniform, class_conditional = report["planted"]["uniform"], report["planted"]["class_conditional"]
+        headline |= {
+            "auroc": class_conditional["auroc"],
+            "auroc_uniform": uniform["auroc"],
+            "ceiling": class_conditional["precision_ceiling"],
+            "of_ceiling": class_conditional["precision_to_ceiling"],
+        }
     write_results(key, "label_issues", report, headline)
     print(
         f"[label_issues:{key}] {cfg.model} out-of-fold on {len(rows)} rows "

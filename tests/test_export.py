@@ -23,7 +23,7 @@ from sentiment.serving.runtime import FinetuneScorer, batches_of, encode, run_ba
 from sentiment.stage import run_stage
 
 TEXTS = ["good great lovely film", "bad awful terrible plot", "the story was excellent", "really boring and dreadful", "film"]
-GATE = GateConfig(max_metric_loss=0.005, min_agreement=0.99, max_label_changes=0)
+GATE = GateConfig(max_metric_loss=0.005, min_agreement=0.99, max_label_changes=0, max_probability_change=1e-4)
 READING = PredictConfig(**{**repo_params()["predict"], "batch_size": 4})
 SIZES = [1, 8, 16, 64]
 
@@ -75,6 +75,7 @@ def test_the_registry_names_a_builder_and_a_source_for_every_exported_form():
         assert spec.source is None or FORMS[spec.source].file
     assert FORM_CHOICES == ("auto", *FORMS)
     assert not FORMS["onnx_int8_dynamic"].auto  # batch-dependent: an option, never auto's pick
+    assert FORMS["torch_bf16"].dtype == "bf16"
 
 
 def test_each_builder_runs_once_and_every_form_agrees_with_fp32(trained, tmp_path, monkeypatch):
@@ -90,9 +91,9 @@ def test_each_builder_runs_once_and_every_form_agrees_with_fp32(trained, tmp_pat
     batches = batches_of(tokenizer, encode(tokenizer, TEXTS, meta["max_length"]), 2)
     fp32 = run_batches(backends["torch"], batches, len(TEXTS))
     np.testing.assert_allclose(run_batches(backends["onnx"], batches, len(TEXTS)), fp32, atol=1e-4)  # the same computation
-    for form in ("onnx_int8_static", "onnx_int8_dynamic"):
+    for form in ("torch_bf16", "onnx_int8_static", "onnx_int8_dynamic"):
         logits = run_batches(backends[form], batches, len(TEXTS))
-        # int8 moves logits (on this hidden-32 model by a few % of their scale), never the label: margins here are > 4
+        # bf16 and int8 move logits (on this hidden-32 model by a few % of their scale), never the label: margins here are > 4
         assert np.abs(logits - fp32).max() < 0.15 * np.abs(fp32).max()
         assert logits.argmax(1).tolist() == fp32.argmax(1).tolist()
 
@@ -154,7 +155,17 @@ def test_the_gate_fails_a_form_that_flips_labels_or_moves_with_its_batch(trained
         out = torch_run(ids, mask)
         return out[:, ::-1].copy() if len(ids) == 64 else out  # batches of 64 answer the other label
 
-    backends = {"torch": torch_run, "onnx": flips_three_texts, "onnx_int8_dynamic": batch_dependent}
+    def jitters_with_its_batch(ids, mask):
+        out = torch_run(ids, mask)
+        out[:, 0] += 0.5 * (len(ids) > 1)  # a nudge in any batch of two or more: the same labels, other probabilities
+        return out
+
+    backends = {
+        "torch": torch_run,
+        "onnx": flips_three_texts,
+        "onnx_int8_dynamic": batch_dependent,
+        "torch_bf16": jitters_with_its_batch,
+    }
     report = score_forms(backends, tokenizer, texts, labels, meta["max_length"], SIZES, GATE)
     assert report["torch"]["passes_gate"]
     flipped = report["onnx"]
@@ -165,6 +176,11 @@ def test_the_gate_fails_a_form_that_flips_labels_or_moves_with_its_batch(trained
     assert moving["label_changes_vs_batch_1"]["64"] == 64 and moving["label_changes_vs_batch_1"]["8"] == 0
     assert not moving["passes_gate"] and "64 labels change with the batch size" in moving["gate_failures"]
     assert moving["max_probability_change_vs_batch_1"] > 0
+    jitter = report["torch_bf16"]
+    assert jitter["label_changes_vs_batch_1"] == {"8": 0, "16": 0, "64": 0} and jitter["agreement_with_torch"] == 1
+    assert jitter["gate_failures"] == [
+        f"probabilities move by up to {jitter['max_probability_change_vs_batch_1']:.2g} with the batch size"
+    ]
 
 
 def test_auto_takes_the_fastest_passing_form_that_auto_may_pick(tmp_path, capsys):
@@ -175,7 +191,7 @@ def test_auto_takes_the_fastest_passing_form_that_auto_may_pick(tmp_path, capsys
             (export_dir / spec.file).write_bytes(b"")
     figures = {f: {"passes_gate": True} for f in FORMS}
     report.write_text(json.dumps({"forms": {**figures, "onnx": {"passes_gate": False}}}))
-    seconds = {"torch": 3.0, "onnx": 0.5, "onnx_int8_static": 1.0, "onnx_int8_dynamic": 0.1}
+    seconds = {"torch": 3.0, "torch_bf16": 2.0, "onnx": 0.5, "onnx_int8_static": 1.0, "onnx_int8_dynamic": 0.1}
     timed = []
 
     def timings(forms):
@@ -184,11 +200,12 @@ def test_auto_takes_the_fastest_passing_form_that_auto_may_pick(tmp_path, capsys
 
     form, why = resolve("auto", export_dir, report, gpu=False, timings=timings)
     # onnx fails the gate and the dynamic form is batch-dependent: neither is timed
-    assert form == "onnx_int8_static" and timed == [["torch", "onnx_int8_static"]] and "1000.0 ms" in why
+    assert form == "onnx_int8_static" and timed == [["torch", "torch_bf16", "onnx_int8_static"]] and "1000.0 ms" in why
     assert resolve("auto", export_dir, report, gpu=True, timings=timings)[0] == "torch"
     assert resolve("onnx_int8_dynamic", export_dir, report, gpu=False)[0] == "onnx_int8_dynamic"  # asked for
     (export_dir / FORMS["onnx_int8_static"].file).unlink()  # results came with git, the files did not come with DVC
-    form, why = resolve("auto", export_dir, report, gpu=False, timings=timings)
+    (export_dir / "report.json").write_text(json.dumps({"forms": {**figures, "onnx": {"passes_gate": False}, "torch_bf16": {}}}))
+    form, why = resolve("auto", export_dir, export_dir / "report.json", gpu=False, timings=timings)
     err = capsys.readouterr().err
     assert form == "torch" and "no exported form" in why
     assert err.count("\n") == 1 and "onnx_int8_static" in err and "dvc pull" in err
@@ -201,7 +218,8 @@ def test_auto_times_the_forms_once_per_cpu_and_falls_back_to_torch_without_the_f
     monkeypatch.chdir(exported)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     scorer = FinetuneScorer("toy", "auto", runtime.Cleaning(), READING, 4)
-    assert scorer.form in ("torch", "onnx", "onnx_int8_static") and scorer.form_reason.startswith("auto: the fastest")
+    assert scorer.form in ("torch", "torch_bf16", "onnx", "onnx_int8_static")
+    assert scorer.form_reason.startswith("auto: the fastest")
     cache = json.loads(runtime.timings_cache().read_text())
     (entry,) = cache.values()
     assert set(entry) >= {"torch", "onnx_int8_static"} and all(s > 0 for s in entry.values())

@@ -240,7 +240,14 @@ def test_the_stage_ranks_the_flips_and_scores_both_kinds_of_planted_noise(clean_
         assert planted["precision_to_ceiling"] == pytest.approx(planted["precision"] / planted["precision_ceiling"])
     assert "precision_beyond_natural_issues" not in json.dumps(report)
     cc = report["planted"]["class_conditional"]
-    assert headline == {"flagged": report["flagged"], "auroc": cc["auroc"], "recall": cc["recall"]}
+    uniform = report["planted"]["uniform"]
+    assert headline == {
+        "flagged": report["flagged"],
+        "auroc": cc["auroc"],
+        "auroc_uniform": uniform["auroc"],
+        "ceiling": cc["precision_ceiling"],
+        "of_ceiling": cc["precision_to_ceiling"],
+    }
 
 
 def test_training_rows_drop_the_flagged_rows_only_when_asked(clean_with_flips):

@@ -44,6 +44,27 @@ def test_report_reads_results(tmp_path):
     assert text.endswith("outro\n") and "old" not in text and any(r.startswith("| tweets | _not run yet_") for r in rows)
 
 
+def test_the_headline_says_which_forms_pass_export_gate(tmp_path):
+    from sentiment.report.readme import findings
+
+    results = tmp_path / "results" / "sst2"
+    results.mkdir(parents=True)
+    forms = {
+        "torch": {"agreement_with_torch": 1.0, "passes_gate": True},
+        "torch_bf16": {"agreement_with_torch": 0.9989, "passes_gate": True},
+        "onnx_int8_dynamic": {"agreement_with_torch": 0.985, "passes_gate": False},
+    }
+    (results / "export.json").write_text(json.dumps({"forms": forms}))
+    assert findings("sst2", tmp_path) == [
+        "export's gate (agreement with torch fp32) passes torch_bf16 0.999; fails onnx_int8_dynamic 0.985"
+    ]
+    forms["torch_bf16"]["passes_gate"] = False
+    (results / "export.json").write_text(json.dumps({"forms": forms}))
+    assert findings("sst2", tmp_path) == [
+        "export's gate (agreement with torch fp32) fails torch_bf16 0.999, onnx_int8_dynamic 0.985"
+    ]
+
+
 def test_timing_tables_come_from_the_saved_runs(tmp_path):
     (tmp_path / "docs" / "results").mkdir(parents=True)
     run = {"machine": "a CPU, 2 cores", "note": "n", "repro": {"wall_seconds": 12.3, "stages": {"split@a": 4.4, "clean@a": 7.9}}}

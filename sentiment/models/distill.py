@@ -117,7 +117,7 @@ def distill(
     max_length = int(meta["max_length"])
     start = time.perf_counter()
     soft = predict_logits(teacher, tokenizer, frames["train"]["text"].tolist(), max_length, train_cfg.eval_batch_size, bf16)
-    teacher_seconds = time.perf_counter() - start
+    print(f"[distill:{key}] the teacher labelled {len(soft)} training texts in {time.perf_counter() - start:.1f}s")
     teacher_layers = teacher.encoder.config.num_hidden_layers
     del teacher
     data = {split: tokenize(frame, tokenizer, max_length) for split, frame in frames.items()}
@@ -151,7 +151,6 @@ def distill(
         "best_epoch": best_epoch(trainer),
         "epochs_run": trainer.state.epoch,
         "train_rows": len(frames["train"]),
-        "teacher_labelling_seconds": round(teacher_seconds, 1),
         "trained_with": trained_with(trainer.args),
     }
     (out_dir / "model").mkdir(parents=True, exist_ok=True)

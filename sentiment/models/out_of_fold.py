@@ -34,7 +34,9 @@ class EmbeddingModel(Section):
 
 def sentence_embeddings(texts: list[str], cfg: EmbeddingModel) -> np.ndarray:
     """Mean-pooled last hidden states of the frozen `cfg.name` encoder, L2-normalised, in the texts' order.
-    The encoder never sees a label, so embedding every row once leaks nothing between folds."""
+    The encoder never sees a label, so embedding every row once leaks nothing between folds.
+    Not sentence-transformers' `encode`: it is not a dependency, and these few lines are the same mean pooling
+    and normalisation through the pipeline's own hub mirror, device choice and length-sorted batcher."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 

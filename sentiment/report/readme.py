@@ -76,18 +76,15 @@ def findings(key: str, root: Path) -> list[str]:
             f"integrated gradients comprehensiveness {ig['comprehensiveness']:.3f} (random {control['comprehensiveness']:.3f})"
         )
     if (export := load(results / "export.json")) is not None:
-        forms = export["forms"]
-        int8 = {f: r for f, r in forms.items() if "int8" in f}
-        if passing := [f for f, r in int8.items() if r.get("passes_gate")]:
-            name = min(passing, key=lambda f: forms[f]["size_mb"])
-            smallest = forms[name]
-            parts.append(
-                f"{name} (the smallest form that passes export's gate) {smallest['accuracy_delta_vs_torch']:+.4f} accuracy "
-                f"vs torch fp32 at {smallest['size_mb']:.0f} MB"
-            )
-        elif int8:
-            agreements = ", ".join(f"{f} {r['agreement_with_torch']:.3f}" for f, r in int8.items())
-            parts.append(f"int8 fails export's gate (agreement: {agreements})")
+        others = {f: r for f, r in export["forms"].items() if f != "torch"}
+        verdicts = []
+        for verdict, passes in (("passes", True), ("fails", False)):
+            if forms := [
+                f"{f} {r['agreement_with_torch']:.3f}" for f, r in others.items() if bool(r.get("passes_gate")) == passes
+            ]:
+                verdicts.append(f"{verdict} {', '.join(forms)}")
+        if verdicts:
+            parts.append(f"export's gate (agreement with torch fp32) {'; '.join(verdicts)}")
     if (student := load(results / "distill.json")) is not None:
         parts.append(student_clause(student, evaluate, key, root))
     if (ablations := load(results / "ablations.json")) is not None:

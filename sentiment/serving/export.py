@@ -90,24 +90,33 @@ class CalibrationBatches:
         return next(self.items, None)
 
 
-def quantize_static_int8(target: Path, source: Path | None, inputs: BuildInputs) -> None:
-    """onnxruntime static QDQ quantization of MatMul/Gemm: int8 weights with one scale per output channel,
-    uint8 activations with fixed ranges (min/max over the dev batches). The scales do not depend on what a
-    text is batched with, so neither does its answer; int8 activations symmetric (S8S8) lost accuracy where
-    U8S8 kept it (bench/inference.py)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+def static_int8_options(**changes: Any) -> dict[str, Any]:
+    """The static form's `onnxruntime.quantization.quantize_static` keyword arguments (QDQ, MatMul/Gemm, int8
+    per-channel weights, asymmetric uint8 activations, MinMax calibration), with `changes` applied (an
+    `extra_options` change is merged): the benches quantize their variants from this one recipe."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-    quantize_static(
-        str(source),
-        str(target),
-        CalibrationBatches(inputs.calibration),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gemm"],
-        extra_options={"ActivationSymmetric": False, "QuantizeBias": False},
-    )
+    options: dict[str, Any] = {
+        "quant_format": QuantFormat.QDQ,
+        "per_channel": True,
+        "activation_type": QuantType.QUInt8,
+        "weight_type": QuantType.QInt8,
+        "op_types_to_quantize": ["MatMul", "Gemm"],
+        "calibrate_method": CalibrationMethod.MinMax,
+        "extra_options": {"ActivationSymmetric": False, "QuantizeBias": False},
+    }
+    extra = {**options["extra_options"], **changes.pop("extra_options", {})}
+    return {**options, **changes, "extra_options": extra}
+
+
+def quantize_static_int8(target: Path, source: Path | None, inputs: BuildInputs) -> None:
+    """onnxruntime static QDQ quantization of MatMul/Gemm (static_int8_options): int8 weights with one scale per
+    output channel, uint8 activations with fixed ranges (min/max over the dev batches). The scales do not depend
+    on what a text is batched with, so neither does its answer; int8 activations symmetric (S8S8) lost accuracy
+    where U8S8 kept it (bench/inference.py)."""
+    from onnxruntime.quantization import quantize_static
+
+    quantize_static(str(source), str(target), CalibrationBatches(inputs.calibration), **static_int8_options())
 
 
 def quantize_dynamic_int8(target: Path, source: Path | None, inputs: BuildInputs) -> None:
@@ -144,7 +153,9 @@ def build_forms(inputs: BuildInputs, out: Path, forms: list[str] | None = None) 
     for name in wanted:
         build(name)
     return {
-        name: torch_backend(inputs.model) if FORMS[name].backend == "torch" else onnx_backend(out / FORMS[name].file)
+        name: torch_backend(inputs.model, bf16=FORMS[name].dtype == "bf16")
+        if FORMS[name].backend == "torch"
+        else onnx_backend(out / FORMS[name].file)
         for name in wanted
     }
 

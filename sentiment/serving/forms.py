@@ -24,6 +24,7 @@ class FormSpec:
     name: str
     description: str  # for the model-registry artifact and the README
     backend: Literal["torch", "onnx"]
+    dtype: Literal["fp32", "bf16", "int8"]  # what its matrix products run in (bf16: torch autocast)
     file: str | None = None  # under data/<key>/export/; None: the fine-tuned checkpoint itself
     build: str | None = None  # the function of sentiment.serving.export that writes `file` (a name: no torch import here)
     source: str | None = None  # the form whose file `build` reads (None: the torch model)
@@ -33,12 +34,19 @@ class FormSpec:
 FORMS: dict[str, FormSpec] = {
     spec.name: spec
     for spec in (
-        FormSpec("torch", "the fine-tuned checkpoint, fp32", "torch"),
-        FormSpec("onnx", "fp32 graph for onnxruntime", "onnx", "model.onnx", "export_onnx"),
+        FormSpec("torch", "the fine-tuned checkpoint, fp32", "torch", "fp32"),
+        FormSpec(
+            "torch_bf16",
+            "the fine-tuned checkpoint under bf16 autocast (fast on AVX512-BF16 or AMX; its probabilities move with the batch)",
+            "torch",
+            "bf16",
+        ),
+        FormSpec("onnx", "fp32 graph for onnxruntime", "onnx", "fp32", "model.onnx", "export_onnx"),
         FormSpec(
             "onnx_int8_static",
             "int8, static (QDQ, uint8 activations with ranges calibrated on dev, int8 per-channel weights)",
             "onnx",
+            "int8",
             "model_int8_static.onnx",
             "quantize_static_int8",
             source="onnx",
@@ -47,6 +55,7 @@ FORMS: dict[str, FormSpec] = {
             "onnx_int8_dynamic",
             "int8, dynamic (activations quantized per batch: a label can depend on its batch; never picked by auto)",
             "onnx",
+            "int8",
             "model_int8_dynamic.onnx",
             "quantize_dynamic_int8",
             source="onnx",
@@ -65,6 +74,7 @@ class GateConfig(Section):
     max_metric_loss: float = Field(ge=0, le=1)  # accuracy and F1-macro, at every batch size scored
     min_agreement: float = Field(ge=0, le=1)  # share of test labels equal to torch fp32's
     max_label_changes: int = Field(ge=0)  # test labels that differ between batch 1 and any other batch size
+    max_probability_change: float = Field(ge=0)  # the largest change of a test probability between those batch sizes
 
 
 class ServedBatchSize(Section):
@@ -85,6 +95,8 @@ def gate_failures(figures: dict[str, Any], gate: GateConfig) -> list[str]:
     changes = max(figures["label_changes_vs_batch_1"].values(), default=0)
     if changes > gate.max_label_changes:
         failures.append(f"{changes} labels change with the batch size")
+    if (moved := figures["max_probability_change_vs_batch_1"]) > gate.max_probability_change:
+        failures.append(f"probabilities move by up to {moved:.2g} with the batch size")
     return failures
 
 

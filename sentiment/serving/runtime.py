@@ -99,7 +99,7 @@ def load_backend(key: str, form: str, spin: bool = True, model: str = "finetune"
         from sentiment.models.classifier import load_classifier
 
         model, tokenizer, _ = load_classifier(path)
-        return torch_backend(model), tokenizer
+        return torch_backend(model, bf16=spec.dtype == "bf16"), tokenizer
     onnx = data_dir(key, export_stage(model)) / spec.file
     if not onnx.exists():
         raise UserError(f"no exported model at {onnx}: run `dvc repro {export_stage(model)}@{key}` (or `dvc pull`) first")
