@@ -1,8 +1,9 @@
 """Accuracy against throughput for the teacher's forms and the distilled student's, side by side in one run on
 the CPU at hand; then one row per layer count of a light-budget sweep (students distilled on `light.train_fraction`
-of train for `light.epochs`, torch fp32 and static int8), to show where the pipeline's student sits.
+of train for `light.epochs`, torch fp32 and OpenVINO int8), to show where the pipeline's student sits.
 
     python bench/frontier.py --dataset sst2                # after `dvc repro export_distill@sst2`
+    python bench/frontier.py --dataset sst2 --sweep        # the two trained models' `export.forms` only, no sweep
     python bench/frontier.py --dataset sst2 --save NAME    # also docs/results/frontier_NAME.json and
                                                            # plots/frontier/<dataset>.csv (`dvc plots show`)
 
@@ -23,7 +24,7 @@ import pandas as pd
 import torch
 from inference import batched
 
-from record import save
+from record import model_digests, save
 from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean, training_rows
 from sentiment.machine import describe, machine
@@ -31,8 +32,9 @@ from sentiment.metrics import accuracy_and_f1
 from sentiment.models.classifier import SentimentClassifier, load_classifier
 from sentiment.models.distill import distill
 from sentiment.paths import MODELS, model_dir
-from sentiment.serving.export import BuildInputs, ExportConfig, build_forms, score_forms, scored_batch_sizes
-from sentiment.serving.runtime import batches_of, encode
+from sentiment.serving.builders import BuildInputs
+from sentiment.serving.export import ExportConfig, build_forms, score_forms, scored_batch_sizes
+from sentiment.serving.forms import ServedBatchSize
 
 PLOTS = Path("plots") / "frontier"
 
@@ -42,15 +44,17 @@ def measured_forms(
 ) -> list[dict[str, Any]]:
     """One row per form of the `loaded` model: test accuracy and F1-macro, sentences/s, and the gate's verdict."""
     model, tokenizer, meta = loaded
-    cfg, sizes, max_length = section(ExportConfig, params, "export"), scored_batch_sizes(params), int(meta["max_length"])
+    cfg, max_length = section(ExportConfig, params, "export"), int(meta["max_length"])
+    sizes = scored_batch_sizes(cfg, [section(ServedBatchSize, params, use) for use in ("serve", "predict")])
     test = read_clean(key, "test")
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
     dev = read_clean(key, "dev")["text"].tolist()[: cfg.calibration_rows]
-    calibration = batches_of(tokenizer, encode(tokenizer, dev, max_length), cfg.batch_size)
+    calibration = tokenizer(dev, truncation=True, max_length=max_length)["input_ids"]
+    sequences = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        backends = build_forms(BuildInputs(model, tokenizer, calibration), Path(tmp))
-        gate = score_forms(backends, tokenizer, texts, labels, max_length, sizes, cfg.gate)
+        backends = build_forms(BuildInputs(model, tokenizer, calibration, cfg.batch_size), Path(tmp), cfg.forms)
+        gate = score_forms(backends, tokenizer, sequences, labels, sizes, cfg.gate)
         for form, run in backends.items():
             run(*[np.ones((1, 8), dtype=np.int64)] * 2)  # warm-up
             rate, logits = batched(run, tokenizer, texts, max_length, batch)
@@ -97,7 +101,7 @@ def main() -> None:
             figures = distill(key, swept, model_dir(key), Path(tmp), Path(tmp) / "checkpoints", train_rows=subset)
             student = load_classifier(Path(tmp) / "model", on="cpu")
             for row in measured_forms(key, f"light_{count}_layers", student, params, args.batch_size):
-                if row["form"] in ("torch", "onnx_int8_static"):
+                if row["form"] in ("torch", "openvino_int8"):
                     rows.append({**row, "distilled_layers": layers, "train_rows": figures["train_rows"]})
     base = next(r["sentences_per_s"] for r in rows if r["model"] == "finetune" and r["form"] == "torch")
     teacher_acc = next(r["accuracy"] for r in rows if r["model"] == "finetune" and r["form"] == "torch")
@@ -115,7 +119,16 @@ def main() -> None:
     if args.save:
         command = f"python bench/frontier.py --dataset {key} --sweep {' '.join(map(str, args.sweep))}"
         save(
-            "frontier", args.save, {"command": command, "machine": m, "dataset": key, "distill": params["distill"], "rows": rows}
+            "frontier",
+            args.save,
+            {
+                "command": command,
+                "machine": m,
+                "models": model_digests([(key, name) for name in MODELS]),
+                "dataset": key,
+                "distill": params["distill"],
+                "rows": rows,
+            },
         )
         PLOTS.mkdir(parents=True, exist_ok=True)
         columns = ["model", "form", "layers", "speedup_vs_teacher_torch", "accuracy", "f1_macro", "passes_gate"]

@@ -1,16 +1,14 @@
-"""Inference speed of every form of the fine-tuned model on the same test texts, side by side in one run,
-with the CPU's instruction sets and each form's fraction of the CPU's peak for its data type, and each form's
-answers across batch sizes 1, 8, 16 and 64: labels changed against batch 1 and the largest probability change.
+"""Inference speed of every form of a trained model on the same test texts, side by side in one run, with the
+CPU's instruction sets and each form's fraction of the CPU's peak for its data type, and each form's answers alone,
+in length-sorted batches and among random neighbours (the export gate's checks, on all of test).
 
-    python bench/inference.py [--dataset sst2] [--single 200] [--batch-size 64] [--save NAME]
+    python bench/inference.py [--dataset sst2] [--model finetune|distill] [--single 200] [--batch-size 64] [--save NAME]
 
-Forms: every form of sentiment/serving/forms.py (built by the export stage's builders, so the rows are the
-forms `--form` serves), and candidates that are not served, for comparison: dynamic int8 with one weight scale
-per tensor, static QDQ with int8 (S8S8) activations;
-and OpenVINO (fp32, bf16 where the CPU has it, int8 from the static QDQ graphs) when the `openvino` package is
-installed (`pip install openvino`; not a dependency). Every form is built here from the fine-tuned model, in a
-temporary folder, and scored on all of test with the export stage's gate (params.yaml `export.gate`), so each
-row's figures are measured, not quoted.
+Forms: every form of sentiment/serving/forms.py (built by its own builders, so the rows are the forms `--form`
+serves: torch, ONNX Runtime, OpenVINO fp32/bf16/int8), and candidates that are not served, for comparison: dynamic
+int8 with one weight scale per tensor, static QDQ with int8 (S8S8) activations. With `--model distill`, the
+teacher's torch fp32 is timed in the same run and is the 1.00x every speed is measured against. The record names
+the digest of the model files it measured (`models`), so the generated documents quote it only for those models.
 
 Batch size 1: p50 latency over the first `--single` test texts (tokenization included, as a request pays).
 Batched: sentences/s over all test texts in length-sorted batches (as `predict` runs), best of two passes.
@@ -21,6 +19,7 @@ the achieved rate counts the model config's FLOPs per token times the real (unpa
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,22 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from record import save
+from record import model_digests, save
 from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean
-from sentiment.machine import BF16_FLAGS, clock_ghz, describe, machine
+from sentiment.machine import clock_ghz, describe, machine
 from sentiment.models.classifier import load_classifier
-from sentiment.serving.export import (
-    BuildInputs,
-    CalibrationBatches,
-    ExportConfig,
-    build_forms,
-    score_forms,
-    scored_batch_sizes,
-    static_int8_options,
-)
-from sentiment.serving.forms import FORMS
-from sentiment.serving.runtime import Backend, batches_of, encode, onnx_backend, run_batches
+from sentiment.models.engine import Backend, padded_batches, run_batches, torch_backend
+from sentiment.paths import MODELS, data_dir, export_stage, model_dir, results_file
+from sentiment.serving.backends import onnx_backend
+from sentiment.serving.builders import BuildInputs, CalibrationBatches, static_int8_options
+from sentiment.serving.export import ExportConfig, build_forms, score_forms, scored_batch_sizes
+from sentiment.serving.forms import FORMS, ServedBatchSize
 
 # FLOP (or int8 multiply-adds x 2) per cycle per core, by what the CPU executes for each data type.
 # Intel server cores with AVX-512 run two 512-bit FMA ports (VNNI and AVX512-BF16 on both) and AMX tiles
@@ -93,41 +87,19 @@ def per_tensor_dynamic(source: Path, target: Path) -> None:
     )
 
 
-def openvino_backend(path: Path, precision: str) -> Backend:
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
-    request = compiled.create_infer_request()
-
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return request.infer({"input_ids": input_ids, "attention_mask": attention_mask})[compiled.output(0)].copy()
-
-    return run
-
-
 Forms = dict[str, tuple[Callable[[], Backend], str]]
 
 
-def build_candidates(model, tokenizer, folder: Path, calibration: list, m: dict[str, Any]) -> Forms:
-    """form -> (a function building its backend, its data type): the registry's forms, then the candidates."""
-    backends = build_forms(BuildInputs(model, tokenizer, calibration), folder)
+def build_candidates(model, tokenizer, folder: Path, calibration: list[list[int]], batch_size: int) -> Forms:
+    """form -> (a function building its backend, its data type): every form of the registry (built by its own
+    builders), then the candidates that are not served."""
+    backends = build_forms(BuildInputs(model, tokenizer, calibration, batch_size), folder, list(FORMS))
     forms: Forms = {name: ((lambda run=run: run), FORMS[name].dtype) for name, run in backends.items()}
     onnx = folder / FORMS["onnx"].file
     per_tensor_dynamic(onnx, folder / "per_tensor.onnx")
-    qdq_s8s8(onnx, folder / "qdq_s8s8.onnx", calibration)
-    bf16 = any(f in m["cpu_flags"] for f in BF16_FLAGS)
+    qdq_s8s8(onnx, folder / "qdq_s8s8.onnx", padded_batches(tokenizer, calibration, batch_size))
     forms["onnx_int8_dynamic_per_tensor"] = (lambda: onnx_backend(folder / "per_tensor.onnx"), "int8")
     forms["onnx_int8_static_s8s8"] = (lambda: onnx_backend(folder / "qdq_s8s8.onnx"), "int8")
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return forms
-    forms["openvino"] = (lambda: openvino_backend(onnx, "f32"), "fp32")
-    if bf16:
-        forms["openvino_bf16"] = (lambda: openvino_backend(onnx, "bf16"), "bf16")
-    forms["openvino_int8"] = (lambda: openvino_backend(folder / "qdq_s8s8.onnx", "f32"), "int8")
-    forms["openvino_int8_u8s8"] = (lambda: openvino_backend(folder / FORMS["onnx_int8_static"].file, "f32"), "int8")
     return forms
 
 
@@ -146,7 +118,8 @@ def batched(run: Backend, tokenizer, texts: list[str], max_length: int, batch_si
     best, logits = 0.0, None
     for _ in range(2):
         start = time.perf_counter()
-        logits = run_batches(run, batches_of(tokenizer, encode(tokenizer, texts, max_length), batch_size), len(texts))
+        sequences = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        logits = run_batches(run, padded_batches(tokenizer, sequences, batch_size), len(texts))
         best = max(best, len(texts) / (time.perf_counter() - start))
     return best, logits
 
@@ -156,32 +129,51 @@ def main() -> None:
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--single", type=int, default=200, help="texts timed one by one")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--model", choices=MODELS, default="finetune", help="which trained model (distill: the student,"
+                        " its speed also against the teacher's torch fp32)")  # fmt: skip
+    parser.add_argument("--exported", action="store_true", help="time only the export stage's forms, from its files,"
+                        " with its gate figures (results/<key>/<export stage>.json), instead of building every form")  # fmt: skip
     parser.add_argument("--save", metavar="NAME", help="also write docs/results/inference_NAME.json (committed)")
     args = parser.parse_args()
     m = machine()
-    model, tokenizer, meta = load_classifier(Path("data") / args.dataset / "finetune" / "model", on="cpu")
+    model, tokenizer, meta = load_classifier(model_dir(args.dataset, args.model), on="cpu")
     test = read_clean(args.dataset, "test")
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
     params = load_params()
-    cfg, batch_sizes = section(ExportConfig, params, "export"), scored_batch_sizes(params)
+    cfg = section(ExportConfig, params, "export")
+    batch_sizes = scored_batch_sizes(cfg, [section(ServedBatchSize, params, use) for use in ("serve", "predict")])
     dev = read_clean(args.dataset, "dev")["text"].tolist()[: cfg.calibration_rows]
-    calibration = batches_of(tokenizer, encode(tokenizer, dev, meta["max_length"]), cfg.batch_size)
+    calibration = tokenizer(dev, truncation=True, max_length=meta["max_length"])["input_ids"]
+    sequences = tokenizer(texts, truncation=True, max_length=meta["max_length"])["input_ids"]
     tokens = np.mean([len(ids) for ids in tokenizer(texts, truncation=True, max_length=meta["max_length"])["input_ids"]])
     flops = flops_per_token(model.encoder.config)
     clock = clock_ghz()
     print(f"{describe(m)}; clock {clock:.2f} GHz; {args.dataset}: {len(texts)} test texts, {tokens:.1f} tokens each, "
           f"{flops / 1e6:.1f} MFLOP per token; torch threads {torch.get_num_threads()}")  # fmt: skip
     rows: dict[str, dict[str, Any]] = {}
+    stage = export_stage(args.model)
+    exported = json.loads(results_file(args.dataset, stage).read_text())["forms"] if args.exported else {}
     with tempfile.TemporaryDirectory() as tmp:
-        forms = build_candidates(model, tokenizer, Path(tmp), calibration, m)
+        if args.exported:  # the export stage's own files and gate figures: only the speed is measured here
+            forms = {
+                name: ((lambda n=name: FORMS[n].open(data_dir(args.dataset, stage), model)), FORMS[name].dtype)
+                for name in exported
+            }
+        else:
+            forms = build_candidates(model, tokenizer, Path(tmp), calibration, cfg.batch_size)
+        if args.model != "finetune":  # the teacher's torch fp32, the speed a student is measured against
+            teacher, _, _ = load_classifier(model_dir(args.dataset, "finetune"), on="cpu")
+            forms["teacher_torch"] = ((lambda: torch_backend(teacher)), "fp32")
         runs = {name: make() for name, (make, _) in forms.items()}
-        gate = score_forms(runs, tokenizer, texts, labels, meta["max_length"], batch_sizes, cfg.gate)
+        gated = {name: run for name, run in runs.items() if name not in exported}
+        gate = {**exported, **(score_forms(gated, tokenizer, sequences, labels, batch_sizes, cfg.gate) if len(gated) > 1 else {})}
         for name, (_, dtype) in forms.items():
             run = runs[name]
             run(*[np.ones((1, 8), dtype=np.int64)] * 2)  # warm-up
             rate, _ = batched(run, tokenizer, texts, meta["max_length"], args.batch_size)
             peak = m["cores"] * clock * 1e9 * peak_ops_per_cycle(m, dtype)
-            figures = gate[name]
+            # the teacher's torch is timed, not gated against the student: its answers' figures are its export's
+            figures = gate.get(name) or json.loads(results_file(args.dataset, "export").read_text())["forms"]["torch"]
             rows[name] = {
                 "dtype": dtype,
                 "batch1_p50_ms": single_p50_ms(run, tokenizer, texts[: args.single], meta["max_length"]),
@@ -196,23 +188,28 @@ def main() -> None:
                 "served": name in FORMS,
             }
         del runs
-    base = rows["torch"]
+    base = rows["teacher_torch" if "teacher_torch" in rows else "torch"]
     print("| form | dtype | batch 1 p50 ms | batched sent/s | vs torch fp32 | of peak | test acc | F1 | as torch "
           "| labels changed vs batch 1 (each larger batch size) | max prob change | gate |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
-        changes = "/".join(str(r["label_changes_vs_batch_1"][str(b)]) for b in batch_sizes[1:])
+        changes = "/".join(str(r["label_changes_vs_batch_1"][way]) for way in r["label_changes_vs_batch_1"])
         print(f"| {name} | {r['dtype']} | {r['batch1_p50_ms']:.2f} | {r['batch_sentences_per_s']:.0f} | "
               f"{r['batch_sentences_per_s'] / base['batch_sentences_per_s']:.2f}x | {r['peak_fraction']:.1%} | "
               f"{r['test_accuracy']:.4f} | {r['test_f1_macro']:.4f} | {r['agreement_with_torch']:.4f} | {changes} | "
               f"{r['max_probability_change_vs_batch_1']:.2g} | {'pass' if r['passes_gate'] else 'FAIL'} |")  # fmt: skip
-    eligible = [n for n, spec in FORMS.items() if n == "torch" or (spec.auto and rows[n]["passes_gate"])]
+    eligible = [n for n, spec in FORMS.items() if n in rows and (n == "torch" or (spec.auto and rows[n]["passes_gate"]))]
     auto = max(eligible, key=lambda n: rows[n]["batch_sentences_per_s"])  # what `--form auto` would serve here
     fastest = max((n for n, r in rows.items() if r["passes_gate"]), key=lambda n: rows[n]["batch_sentences_per_s"])
     print(f"auto would serve {auto}; the fastest form or candidate that passes the gate: {fastest}")
     if args.save:
+        measured = [(args.dataset, args.model), *([(args.dataset, "finetune")] if args.model != "finetune" else [])]
         record = {
-            "command": f"python bench/inference.py --dataset {args.dataset}",
+            "command": f"python bench/inference.py --dataset {args.dataset} --model {args.model}"
+            + (" --exported" if args.exported else ""),
+            "models": model_digests(measured),
+            "model": args.model,
+            "baseline": "teacher_torch" if args.model != "finetune" else "torch",
             "machine": {**m, "clock_ghz": clock},
             "dataset": args.dataset,
             "batch_size": args.batch_size,

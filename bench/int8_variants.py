@@ -25,9 +25,11 @@ from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean
 from sentiment.machine import describe, machine
 from sentiment.models.classifier import load_classifier
+from sentiment.models.engine import Batches, padded_batches, run_batches
 from sentiment.paths import MODELS, data_dir, export_stage, model_dir
-from sentiment.serving.export import CalibrationBatches, ExportConfig, static_int8_options
-from sentiment.serving.runtime import Batches, batches_of, encode, onnx_backend, run_batches
+from sentiment.serving.backends import onnx_backend
+from sentiment.serving.builders import CalibrationBatches, static_int8_options
+from sentiment.serving.export import ExportConfig
 
 
 def ffn_output_matmuls(graph: onnx.GraphProto) -> list[str]:
@@ -71,7 +73,7 @@ def main() -> None:
     max_length = meta["max_length"]
     test = read_clean(args.dataset, "test")["text"].tolist()
     dev = read_clean(args.dataset, "dev")["text"].tolist()
-    test_batches = batches_of(tokenizer, encode(tokenizer, test, max_length), 16)
+    test_batches = padded_batches(tokenizer, tokenizer(test, truncation=True, max_length=max_length)["input_ids"], 16)
     reference, reference_rate = timed(fp32, test_batches, len(test))
     ffn = ffn_output_matmuls(onnx.load(fp32).graph)
     variants = {
@@ -89,7 +91,9 @@ def main() -> None:
             if "method" in v:
                 calibration = fixed_shape(tokenizer, rows, max_length, cfg.batch_size)
             else:
-                calibration = batches_of(tokenizer, encode(tokenizer, rows, max_length), cfg.batch_size)
+                calibration = padded_batches(
+                    tokenizer, tokenizer(rows, truncation=True, max_length=max_length)["input_ids"], cfg.batch_size
+                )
             target = Path(scratch) / "variant.onnx"
             options = static_int8_options(
                 nodes_to_exclude=v.get("exclude", []),

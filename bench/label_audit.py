@@ -26,8 +26,9 @@ from sentiment.models.baselines import BaselineConfig
 from sentiment.models.out_of_fold import fold_model
 
 KEPT = ("grouped_folds", "rows_sharing_a_text_group", "rows_audited", "flagged", "out_of_fold_accuracy", "natural_error_rate")
-PLANTED = ("auroc", "average_precision", "recall_at_2x_budget", "precision", "recall", "precision_ceiling")
-PLANTED += ("precision_to_ceiling",)
+# on the plantable rows (those not flagged on the given labels), and `all_rows`: the ranking over every audited row
+PLANTED = ("planted", "plantable_rows", "auroc", "average_precision", "recall_at_2x_budget", "budget", "precision_at_budget")
+PLANTED += ("precision", "recall", "all_rows")
 
 
 def run(key: str, params: dict, rows_wanted: int | None, models: list[str]) -> list[dict]:
@@ -60,8 +61,9 @@ def run(key: str, params: dict, rows_wanted: int | None, models: list[str]) -> l
             print(
                 f"{key} {model} {'grouped' if group_folds else 'ungrouped'}: out-of-fold accuracy "
                 f"{record['out_of_fold_accuracy']:.3f}, flagged {record['flagged']} of {record['rows_audited']}, natural noise "
-                f"{record['natural_error_rate']:.2%}; AUROC uniform {u['auroc']:.3f} class-conditional {c['auroc']:.3f}; "
-                f"precision/ceiling {u['precision_to_ceiling']:.2f} {c['precision_to_ceiling']:.2f}; {record['seconds']:.0f} s"
+                f"{record['natural_error_rate']:.2%}; AUROC on plantable rows uniform {u['auroc']:.3f} class-conditional "
+                f"{c['auroc']:.3f} (all rows {u['all_rows']['auroc']:.3f} {c['all_rows']['auroc']:.3f}); precision at budget "
+                f"{u['precision_at_budget']:.3f} {c['precision_at_budget']:.3f}; {record['seconds']:.0f} s"
             )
     return results
 

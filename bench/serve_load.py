@@ -35,8 +35,8 @@ from sentiment.config import load_params, section
 from sentiment.data.datasets import read_clean
 from sentiment.data.text import CleanConfig
 from sentiment.machine import describe, machine
-from sentiment.serving.export import scored_batch_sizes
-from sentiment.serving.forms import FORM_CHOICES
+from sentiment.serving.export import ExportConfig, scored_batch_sizes
+from sentiment.serving.forms import FORM_CHOICES, ServedBatchSize
 from sentiment.serving.long_text import PredictConfig
 from sentiment.serving.runtime import FinetuneScorer
 from sentiment.serving.server import ServeConfig
@@ -148,7 +148,8 @@ def main() -> None:
     predictor = FinetuneScorer(args.dataset, args.form, section(CleanConfig, params, "clean").light(), reading, 64)
     offline, single_ms = offline_rates(predictor, texts)
     rounds = round_rates(predictor, texts, min(32, cfg.max_batch), cfg.batch_size)
-    dependent = batch_dependence(predictor, texts, scored_batch_sizes(params))
+    sizes = scored_batch_sizes(section(ExportConfig, params, "export"), [cfg, section(ServedBatchSize, params, "predict")])
+    dependent = batch_dependence(predictor, texts, sizes)
     port = free_port()
     cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", args.dataset, "--form", predictor.form]
     server = subprocess.Popen([*cmd, "--port", str(port)], env={**os.environ, "PYTHONWARNINGS": "ignore"})

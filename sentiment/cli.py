@@ -9,6 +9,7 @@ sentiment serve --dataset <key> --port 8000              # --form auto: the fast
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Iterator
@@ -21,13 +22,13 @@ import pandas as pd
 
 from sentiment.config import PARAMS_FILE, UserError, load_params, section
 from sentiment.data.text import CleanConfig, Cleaning, clean_text
-from sentiment.io import atomic_path
+from sentiment.io import atomic_path, model_facts, trained_model
 from sentiment.metrics import scale
+from sentiment.models.engine import Reading, score_logits, torch_backend
 from sentiment.paths import MODELS
 from sentiment.serving.forms import FORM_CHOICES
-from sentiment.serving.inputs import CHUNK, FORMATS, decode, iter_rows
+from sentiment.serving.inputs import CHUNK, FORMATS, decode, input_rows
 from sentiment.serving.long_text import PredictConfig
-from sentiment.serving.runtime import temperature, trained_model
 from sentiment.stage import OneLineParser, fail
 
 PIPELINE_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"  # the pipeline's own, beside this code
@@ -101,17 +102,26 @@ def rows_text(frame: pd.DataFrame, fmt: str, header: bool) -> str:
     return frame.to_csv(index=False, header=header)
 
 
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
 @contextmanager
 def output_stream(target: str) -> Iterator[Any]:
     """stdout, or a temporary sibling of `target` renamed onto it only when every row is written (an
-    interrupted run leaves no half file), with the user's usual file mode."""
+    interrupted run leaves no half file), with the user's usual file mode; a failed write (a full disk, a
+    read-only folder) is a one-line error, and the temporary file is removed."""
     if target == "-":
         yield sys.stdout
         return
-    with atomic_path(target) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-        tmp.chmod(0o666 & ~current_umask())  # a temporary file is created 0600
+    try:
+        with atomic_path(target) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as stream:
+                yield stream
+            tmp.chmod(0o666 & ~current_umask())  # a temporary file is created 0600
+    except OSError as err:
+        if err.errno not in WRITE_ERRORS:
+            raise
+        raise UserError(f"cannot write {target}: {err.strerror}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -137,37 +147,36 @@ def cleaning(params: dict[str, Any]) -> Cleaning:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    """Read, score and write CHUNK rows at a time, with a progress bar on stderr for file inputs."""
+    """Check every input row, then read, score and write CHUNK rows at a time, with a progress bar on stderr:
+    a malformed row is named before the model loads and before any output is written."""
     from tqdm.auto import tqdm
 
     from sentiment.serving.runtime import FinetuneScorer
 
-    if args.input != "-":
-        for _ in iter_rows(args.input, args.input_format, args.text_column, args.id_column):  # a bad row is named first
-            pass
-    params = load_params()
-    overrides = {k: v for k, v in (("long_text", args.long_text), ("batch_size", args.batch_size)) if v}
-    reading = section(PredictConfig, params, "predict").model_copy(update=overrides)
-    fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
-    dataset = args.dataset or first_dataset()
-    with no_loading_bar():
-        scorer = FinetuneScorer(
-            dataset, args.form, cleaning(params), reading, reading.batch_size, model=args.model or reading.model
-        )
-    print(f"model {scorer.model}, form {scorer.form} ({scorer.form_reason})", file=sys.stderr)
-    totals = {"empty": 0, "long": 0}
-    size = Path(args.input).stat().st_size if args.input != "-" else None
-    rows = iter_rows(args.input, args.input_format, args.text_column, args.id_column)
-    with output_stream(args.output) as out, tqdm(total=size, unit="B", unit_scale=True, desc="predict", disable=None) as bar:
-        header = True
-        for chunk in chunks(rows, CHUNK):
-            frame, counts = predictions(scorer, chunk, reading)
-            out.write(rows_text(frame, fmt, header))
-            header = False
-            totals = {k: totals[k] + counts[k] for k in totals}
-            bar.update(sum(len(t.encode()) + 1 for _, t in chunk) if size else 0)
-        if header:  # no input at all: a CSV still gets its header
-            out.write(rows_text(predictions(scorer, [], reading)[0], fmt, header=True))
+    with input_rows(args.input, args.input_format, args.text_column, args.id_column) as rows:
+        rows.check()
+        params = load_params()
+        overrides = {k: v for k, v in (("long_text", args.long_text), ("batch_size", args.batch_size)) if v}
+        reading = section(PredictConfig, params, "predict").model_copy(update=overrides)
+        fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
+        dataset = args.dataset or first_dataset()
+        with no_loading_bar():
+            scorer = FinetuneScorer(
+                dataset, args.form, cleaning(params), reading, reading.batch_size, model=args.model or reading.model
+            )
+        print(f"model {scorer.model}, form {scorer.form} ({scorer.form_reason})", file=sys.stderr)
+        totals = {"empty": 0, "long": 0}
+        bar = tqdm(total=rows.size, unit="B", unit_scale=True, desc="predict", disable=None)
+        with output_stream(args.output) as out, bar:
+            header = True
+            for chunk in chunks(iter(rows), CHUNK):
+                frame, counts = predictions(scorer, chunk, reading)
+                out.write(rows_text(frame, fmt, header))
+                header = False
+                totals = {k: totals[k] + counts[k] for k in totals}
+                bar.update(sum(len(t.encode()) + 1 for _, t in chunk))
+            if header:  # no input at all: a CSV still gets its header
+                out.write(rows_text(predictions(scorer, [], reading)[0], fmt, header=True))
     if totals["empty"]:
         print(f"{totals['empty']} empty texts: no label (reason: empty after cleaning)", file=sys.stderr)
     if totals["long"] and reading.long_text == "truncate":
@@ -210,7 +219,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
     model, tokenizer, meta = load_model(args.dataset, chosen, need_attention_weights=True)
     result = explain_example(model, tokenizer, text, meta["max_length"], attention_config(args.ig_steps))
     names = meta["labels"]
-    probs = scale(np.log(np.clip(result["probs"][None, :], 1e-12, 1)), temperature(args.dataset, chosen))[0]
+    # the prediction as `predict --form torch` answers it: the scoring engine's logits (windows as predict reads a
+    # long text; the maps above explain its first window), the model's dev temperature, the one softmax
+    reading = section(Reading, params if "predict" in params else load_params(PIPELINE_PARAMS), "predict")
+    logits = score_logits(torch_backend(model), tokenizer, [text], meta["max_length"], 1, reading)
+    probs = scale(logits, float(model_facts(args.dataset, chosen)["temperature"]))[0]
     print(f"prediction: {names[int(probs.argmax())]}")
     print("probabilities: " + ", ".join(f"{n} {p:.3f}" for n, p in zip(names, probs, strict=True)))
     words = result["words"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sentiment.config import UserError
-from sentiment.paths import metrics_file, results_file
+from sentiment.paths import metrics_file, model_dir, results_file
 
 # the keys a stage's headline file may hold: one small vocabulary across stages keeps `dvc metrics show`
 # (one column per distinct key) and `dvc exp show` narrow
@@ -24,10 +24,10 @@ HEADLINE_KEYS = (
     "rows",  # rows kept (split, clean)
     "dropped",  # rows dropped (split, clean)
     "flagged",  # train rows flagged as likely mislabelled (label_issues)
-    "auroc",  # how the label-quality score ranks class-conditional noise planted on train (label_issues)
+    "auroc",  # how the label-quality score ranks class-conditional noise planted on train's plantable rows (label_issues)
     "auroc_uniform",  # the same for uniform flips planted on train (label_issues)
-    "ceiling",  # the precision a perfect detector of the planted noise could reach, given the natural noise (label_issues)
-    "of_ceiling",  # the flags' precision on the class-conditional planted noise over that ceiling (label_issues)
+    # of the plantable rows scored lowest, as many as were planted (class-conditional), the share planted (label_issues)
+    "precision_at_budget",
     "accuracy",  # test accuracy of the stage's model (baseline, finetune, evaluate, ablations)
     "f1_macro",
     "ece",  # test ECE after temperature scaling (evaluate)
@@ -133,6 +133,44 @@ def read_json(path: Path | str, stage_hint: str = "") -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"missing input file: {path} (run `dvc repro{' ' + stage_hint if stage_hint else ''}`)")
     return json.loads(path.read_text())
+
+
+def trained_model(key: str, model: str = "finetune") -> Path:
+    """A dataset's trained model folder (sentiment.paths.MODELS), or a one-line error naming the stage to run."""
+    path = model_dir(key, model)
+    if not (path / "head.json").exists():
+        raise UserError(f"no trained model {model!r} for {key!r} at {path}: run `dvc repro {model}@{key}` first")
+    return path
+
+
+def model_facts(key: str, model: str = "finetune") -> dict[str, Any]:
+    """The model folder's head.json: what serving knows of a model (labels, max_length, which model, its dev
+    temperature, test figures, weights digest), written by the stage that trained it."""
+    path = trained_model(key, model) / "head.json"
+    facts = json.loads(path.read_text())
+    if "temperature" not in facts:
+        raise UserError(f"{path} has no temperature (written by an older version): rerun `dvc repro {model}@{key}`")
+    return facts
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".xml", ".bin")  # the files whose bytes make a model
+
+
+def model_digest(folder: Path | str) -> str:
+    """The first 16 hex digits of a sha256 over a model folder's weight files (names and bytes, sorted by
+    path): what a bench record names as the model it measured, and what a reader matches it against."""
+    import hashlib
+
+    folder, digest = Path(folder), hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise UserError(f"no model weights under {folder}")
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def save_figure(fig: Any, path: Path | str, dpi: int = 110) -> None:

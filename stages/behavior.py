@@ -33,7 +33,7 @@ def main(run: Run) -> None:
     rows = read_clean(key, "test").sample(frac=1.0, random_state=seed)["text"].tolist()  # seeded order
     reading = section(PredictConfig, run.params, "predict")
     clean, words = section(CleanConfig, run.params, "clean"), section(WordLists, run.params, "words")
-    scorers = deployed_scorers(key, cfg.form, clean, words, reading, names)
+    scorers = deployed_scorers(key, clean, words, reading, names)
     report = {s.name: {"tests": {}} for s in scorers}
     skipped, frames, summary_rows = {}, [], []
     for number, test in enumerate(suite.tests):

@@ -12,7 +12,7 @@ import numpy as np
 from sentiment.config import section
 from sentiment.data.datasets import load_predictions, read_clean
 from sentiment.evaluation.evaluate import EvaluateConfig, evaluate_model
-from sentiment.io import write_csv, write_results
+from sentiment.io import model_facts, write_csv, write_results
 from sentiment.models.distill import distill
 from sentiment.models.training import rank_zero_dir, resume_argument, resume_requested, write_curves
 from sentiment.paths import CHECKPOINTS, LIVE, data_dir, model_dir, plots_dir
@@ -31,11 +31,12 @@ def main(run: Run) -> None:
         for split, frame in predictions.items():
             write_csv(frame, out / f"distill_{split}.csv")
     write_curves(figures.pop("curves"), plots_dir(key, "distill"))
-    evaluated = evaluate_model(predictions, run.labels, section(EvaluateConfig, run.params, "evaluate"), run.seed)
+    evaluate = section(EvaluateConfig, run.params, "evaluate")
+    evaluated = evaluate_model(predictions, run.labels, evaluate, run.seed, model_facts(key, "distill")["temperature"])
     teacher = load_predictions(data_dir(key, "finetune") / "finetune_test.csv", read_clean(key, "test"), run.labels)
     student = predictions["test"]
     agreement = float(np.mean(teacher["pred"].to_numpy() == student["pred"].to_numpy()))
-    figures.update(evaluated, agreement_with_teacher=agreement, temperature=evaluated["temperature"])
+    figures.update(evaluated, agreement_with_teacher=agreement, digest=model_facts(key, "distill")["digest"])
     test = evaluated["test"]
     headline = {
         "accuracy": test["accuracy"],

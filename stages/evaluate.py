@@ -16,9 +16,9 @@ from sentiment.evaluation.evaluate import (
     write_figures,
 )
 from sentiment.evaluation.label_audit import LabelIssuesConfig, audit_test_labels
-from sentiment.io import atomic_dir, write_csv, write_results
+from sentiment.io import atomic_dir, model_facts, write_csv, write_results
 from sentiment.metrics import mcnemar_exact, scale
-from sentiment.paths import data_dir, plots_dir
+from sentiment.paths import data_dir, model_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
@@ -32,7 +32,10 @@ def main(run: Run) -> None:
         for model, stage in cfg.models.items()
         if model not in skipped
     }
-    results = {model: evaluate_model(frames, names, cfg, run.seed) for model, frames in preds.items()}
+    # a trained model's temperature is the one its folder carries (fitted on its unrounded dev logits; serving
+    # applies it); the baselines' are fitted here
+    carried = {m: model_facts(key, m)["temperature"] for m in preds if (model_dir(key, m) / "head.json").exists()}
+    results = {model: evaluate_model(frames, names, cfg, run.seed, carried.get(model)) for model, frames in preds.items()}
     report = {"models": results, **({"skipped": skipped} if skipped else {})}
     test_labels = splits["test"]["label"].to_numpy()
     baselines = [m for m in preds if m != PRIMARY]
@@ -46,8 +49,11 @@ def main(run: Run) -> None:
     scaled = scale(logits_of(frame, names), results[PRIMARY]["temperature"])
     analysis = analysis_table(splits["test"], frame, scaled, names)
     # the test labels audited from the primary model's out-of-sample test probabilities (reporting only: the
-    # headline figures stay on every row); the suspects, lowest label quality first, for a person to read
-    flagged, suspects, report["test_label_audit"] = audit_test_labels(splits["test"], scaled, names, audit.filter_by)
+    # headline figures stay on every row); the suspects, lowest label quality first, beside the best baseline's
+    # label, for a person to read
+    baseline = (best, preds[best]["test"]["pred"].to_numpy()) if baselines else None
+    flagged, suspects, test_audit = audit_test_labels(splits["test"], scaled, names, audit.filter_by, baseline)
+    report["test_label_audit"] = test_audit | {"reference": PRIMARY, "shown": min(audit.shown, len(suspects))}
     analysis["suspect_label"] = flagged
     with atomic_dir(plots_dir(key, "evaluate")) as out:
         write_curves(out, test_labels, frame, scaled, names, cfg.ece_bins)
@@ -70,10 +76,12 @@ def main(run: Run) -> None:
             f"ECE {t['calibration']['ece']:.4f} -> {t['calibration_scaled']['ece']:.4f} (T={r['temperature']:.3f})"
         )
     suspect = report["test_label_audit"]
-    print(
-        f"[evaluate:{key}] test-label audit: {suspect['suspects']} of {suspect['test_rows']} test labels suspect; "
-        f"{PRIMARY} accuracy {suspect['accuracy']:.4f} on all, {suspect['accuracy_without_suspects']:.4f} without them"
+    both = (
+        f"; {PRIMARY} and {suspect['baseline']} both disagree with {suspect['disputed_by_both']} of them"
+        if suspect["baseline"]
+        else ""
     )
+    print(f"[evaluate:{key}] test-label audit: {suspect['suspects']} of {suspect['test_rows']} test labels suspect{both}")
 
 
 if __name__ == "__main__":

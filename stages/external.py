@@ -24,7 +24,7 @@ def main(run: Run) -> None:
         raise UserError(f"params.yaml external.sets has no entry for dataset {key!r}")
     reading = section(PredictConfig, run.params, "predict")
     clean, words = section(CleanConfig, run.params, "clean"), section(WordLists, run.params, "words")
-    scorers = deployed_scorers(key, cfg.form, clean, words, reading, names)
+    scorers = deployed_scorers(key, clean, words, reading, names)
     finetune = scorers[0]
     truncating = finetune.reading_as(reading.model_copy(update={"long_text": "truncate"}), "finetune_truncate")
     in_domain = read_results(key, "evaluate")["models"]
@@ -38,8 +38,14 @@ def main(run: Run) -> None:
             "ci_high": in_domain[s.name]["test"]["ci95"]["accuracy"][1],
         }
         for s in scorers
+        if s.name in in_domain  # the served form's own test figures are export's (it is gated against the reference)
     ]
-    report = {"form": cfg.form, "long_text": reading.long_text, "window_overlap": reading.window_overlap, "sets": {}}
+    report = {
+        "forms": [s.name for s in scorers if s.name.startswith("finetune")],
+        "long_text": reading.long_text,
+        "window_overlap": reading.window_overlap,
+        "sets": {},
+    }
     with atomic_dir(data_dir(key, "external")) as out:
         for name, spec in cfg.sets[key].items():
             frame, total = read_set(name, spec, names, seed)
@@ -61,7 +67,7 @@ def main(run: Run) -> None:
                 figures = set_metrics(
                     labels, scored.preds, scored.probabilities(), scored.probabilities(scorer.temperature), present, cfg, seed
                 )
-                reference = in_domain["finetune" if scorer is truncating else scorer.name]["test"]
+                reference = in_domain[scorer.name if scorer.name in in_domain else "finetune"]["test"]
                 figures["in_domain_accuracy"] = reference["accuracy"]
                 figures["accuracy_minus_in_domain"] = figures["accuracy"] - reference["accuracy"]
                 entry["models"][scorer.name] = figures

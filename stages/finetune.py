@@ -9,7 +9,7 @@ from its last checkpoint in checkpoints/<key>/. Runs unchanged under
 
 import shutil
 
-from sentiment.io import write_results
+from sentiment.io import model_facts, write_results
 from sentiment.models.training import finetune, rank_zero_dir, resume_argument, resume_requested, write_curves
 from sentiment.paths import CHECKPOINTS, LIVE, data_dir, plots_dir
 from sentiment.stage import Run, run_stage
@@ -24,6 +24,8 @@ def main(run: Run) -> None:
     if metrics is None:
         return
     write_curves(metrics.pop("curves"), plots_dir(key, "finetune"))
+    facts = model_facts(key, "finetune")  # the model folder's head.json: its digest names it in bench records
+    metrics.update(digest=facts["digest"], temperature=facts["temperature"])
     write_results(key, "finetune", metrics, {name: metrics["test"][name] for name in ("accuracy", "f1_macro")})
     shutil.rmtree(checkpoints, ignore_errors=True)
     dev, test = metrics["dev"], metrics["test"]

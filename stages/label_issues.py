@@ -1,7 +1,8 @@
 """label_issues: audit of the training labels by confident learning (cleanlab) on out-of-fold
 probabilities: likely label errors ranked, the estimated joint of given and true labels and the natural
 error rate it implies, and how well the audit finds noise planted on purpose (uniform flips and
-class-conditional noise shaped like the joint): ranking figures, and precision beside its ceiling.
+class-conditional noise shaped like the joint), scored on the rows the planting could choose: ranking
+figures, and precision and recall at a flag budget of as many rows as were planted.
 
 Reads clean's train split; the training stages drop the flagged rows when `clean.drop_label_issues` is true.
 
@@ -66,13 +67,12 @@ def main(run: Run) -> None:
         title = f"{key}: estimated P(given, true) on train ({cfg.model} out-of-fold)"
         save_figure(noise_matrix_figure(report["joint_given_true"], names, title), out / "noise_matrix.png")
     headline = {"flagged": report["flagged"]}
-    if "planted" in report:  # the ranking of both kinds and the precision against its ceiling; the rest in results_file
+    if "planted" in report:  # both kinds' ranking and the class-conditional budget precision, on plantable rows
         uniform, class_conditional = report["planted"]["uniform"], report["planted"]["class_conditional"]
         headline |= {
             "auroc": class_conditional["auroc"],
             "auroc_uniform": uniform["auroc"],
-            "ceiling": class_conditional["precision_ceiling"],
-            "of_ceiling": class_conditional["precision_to_ceiling"],
+            "precision_at_budget": class_conditional["precision_at_budget"],
         }
     write_results(key, "label_issues", report, headline)
     print(
@@ -80,7 +80,8 @@ def main(run: Run) -> None:
         f"({'grouped' if report['grouped_folds'] else 'ungrouped'} folds) in {seconds:.0f}s: flagged {report['flagged']} "
         f"({report['flagged_rate']:.2%}), natural noise {natural:.2%}"
         + "".join(
-            f"; {kind} planted AUROC {p['auroc']:.3f} precision {p['precision']:.3f} of ceiling {p['precision_ceiling']:.3f}"
+            f"; {kind} planted: AUROC {p['auroc']:.3f} on {p['plantable_rows']} plantable rows ({p['all_rows']['auroc']:.3f} "
+            f"on all), precision at a budget of {p['budget']} {p['precision_at_budget']:.3f}"
             for kind, p in report.get("planted", {}).items()
             if kind in NOISE_KINDS
         )

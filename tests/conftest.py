@@ -102,6 +102,7 @@ def tiny_params(**train) -> dict:
             "scratch": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
         },
         "clean": {**repo_params()["clean"], "drop_label_issues": False},
+        "predict": repo_params()["predict"],
         "train": {
             "epochs": 8,
             "learning_rate": 0.003,
@@ -124,6 +125,14 @@ def tiny_params(**train) -> dict:
     }
 
 
+def truncated_logits(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """The scoring engine's torch fp32 logits, long texts truncated: a trained model's plain answer."""
+    from sentiment.models.engine import Reading, score_logits, torch_backend
+
+    truncate = Reading(long_text="truncate", window_overlap=0.0)
+    return score_logits(torch_backend(model), tokenizer, texts, max_length, 16, truncate)
+
+
 def write_clean(root: Path, key: str, frames: dict[str, pd.DataFrame]) -> None:
     out = root / "data" / key / "clean"
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +152,10 @@ def saved_model(in_tmp, tokenizer):
     model = build_model(ModelConfig.model_validate(tiny_params()["model"]), tokenizer, 2, 16)
     out = in_tmp / "data" / "toy" / "finetune" / "model"
     out.mkdir(parents=True)
-    save_classifier(model, tokenizer, out, {"labels": ["negative", "positive"], "max_length": 16, "base_model": "scratch"})
+    facts = {"model": "finetune", "dataset": "toy", "temperature": 1.0, "test": {"accuracy": 0.5, "f1_macro": 0.5}}
+    save_classifier(
+        model, tokenizer, out, {"labels": ["negative", "positive"], "max_length": 16, "base_model": "scratch", **facts}
+    )
     return in_tmp
 
 

@@ -252,3 +252,37 @@ def test_serve_refuses_an_empty_token_at_start(tmp_path, value):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     result = real_command(tmp_path, "sentiment.cli", "serve", "--port", "0", env={"SENTIMENT_TOKEN": value})
     assert_one_line_error(result, "SENTIMENT_TOKEN is set but empty")
+
+
+MALFORMED = REPO / "tests" / "malformed"  # the corpus: csv/, jsonl/, txt/ and stdin/ inputs, http/ request bodies
+FILE_CASES = sorted(f"{kind}/{p.name}" for kind in ("csv", "jsonl", "txt", "stdin") for p in (MALFORMED / kind).iterdir())
+
+
+def test_the_corpus_holds_at_least_50_malformed_inputs_of_every_kind():
+    kinds = {kind: len(list((MALFORMED / kind).iterdir())) for kind in ("csv", "jsonl", "txt", "stdin", "http")}
+    assert all(kinds.values()) and sum(kinds.values()) >= 50, kinds
+
+
+@pytest.mark.parametrize("case", FILE_CASES)
+def test_every_malformed_input_of_the_corpus_is_one_line_naming_it_before_any_output(case, tmp_path, monkeypatch, capsys):
+    """`sentiment predict` on each file (stdin/ ones piped in, their suffix the --input-format): exit 1, one
+    `error:` line naming the input (and the line, where the case's name has one), nothing on stdout, no output
+    file and no temporary one; an exception would fail the test (no traceback)."""
+    from sentiment.cli import main
+
+    source = MALFORMED / case
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    monkeypatch.chdir(tmp_path)
+    if case.startswith("stdin/"):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(source.read_bytes())))
+        args, named = ["--input", "-", "--input-format", source.suffix.lstrip(".")], "stdin"
+    else:
+        args, named = ["--input", str(source)], str(source)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--dataset", "sst2", "--form", "torch", *args, "--output", "out.csv"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1 and captured.out == ""
+    assert captured.err.startswith(f"error: {named}") and captured.err.count("\n") == 1, captured.err
+    if "_line" in source.stem:
+        assert f"line {source.stem.rsplit('_line', 1)[1]}" in captured.err, captured.err
+    assert os.listdir(tmp_path) == ["params.yaml"]

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from sklearn.multiclass import OneVsRestClassifier
 
 from conftest import toy_sentiment
 from sentiment.config import UserError
@@ -23,16 +24,24 @@ def test_pipeline_learns_a_separable_toy_problem_and_tables_every_grid_point():
     search = grid_search(train, CFG, seed=0, n_classes=2)
     assert (search.predict(test["text_norm"]) == test["label"]).mean() == 1.0
     table = cv_table(search)
-    assert len(table) == 4
-    assert {"C", "class_weight", "l1_ratio", "mean_test_score", "rank_test_score"} <= set(table.columns)
-    assert not any("time" in c for c in table.columns)
+    folds = [f"split{i}_test_score" for i in range(CFG.cv_folds)]
+    scores = [*folds, "mean_test_score", "std_test_score", "rank_test_score"]
+    assert list(table.columns) == ["C", "class_weight", "l1_ratio", *scores]  # the grid's params, then scores, no timings
+    points = list(zip(table["C"], table["class_weight"], table["l1_ratio"], strict=True))
+    grid = {(c, weight, 0.0) for c in (0.5, 4) for weight in ("none", "balanced")}  # None spelt "none" in the CSV
+    assert len(points) == 4 and set(points) == grid
+    np.testing.assert_allclose(table["mean_test_score"], table[folds].mean(axis=1))
+    best = table.loc[table["rank_test_score"] == 1].iloc[0]
+    assert best["mean_test_score"] == pytest.approx(table["mean_test_score"].max())
 
 
 def test_three_classes_with_liblinear_run_one_vs_rest():
     train = toy_sentiment(90)
     train.loc[train.index % 3 == 0, ["text_norm", "label"]] = ["neutral plain words here", 2]
     search = grid_search(train, BaselineConfig.model_validate({**RAW_CFG, "grid": {"C": [1]}}), seed=0, n_classes=3)
+    assert isinstance(search.best_estimator_.named_steps["clf"], OneVsRestClassifier)
     assert search.predict_proba(train["text_norm"]).shape == (90, 3)
+    assert (search.predict(train["text_norm"]) == train["label"]).all()  # three separable classes, each found
 
 
 def test_a_grid_value_scikit_learn_rejects_fails_before_fitting():

@@ -38,6 +38,29 @@ def behavior_tests(rates: dict[str, float]) -> dict:
     }
 
 
+AUROCS = {"uniform": 0.97, "class_conditional": 0.93}
+
+
+def planted(auroc: float) -> dict:
+    """A planted-noise report: 50 of 980 plantable rows; the all-rows ranking lower, as natural noise makes it."""
+    ranking = {"auroc": auroc, "average_precision": auroc - 0.2, "recall_at_2x_budget": auroc - 0.05}
+    return {
+        "planted": 50,
+        "fraction": 0.05,
+        "plantable_rows": 980,
+        "flagged": 60,
+        "flagged_plantable": 45,
+        "found": 40,
+        "precision": 40 / 45,
+        "recall": 0.8,
+        "budget": 50,
+        "precision_at_budget": 0.84,
+        "recall_at_budget": 0.84,
+        **ranking,
+        "all_rows": {name: value - 0.1 for name, value in ranking.items()},
+    }
+
+
 def results(dev_accuracy: float = 0.90, temperature: float = 1.4, rates: dict[str, float] | None = None) -> dict:
     """The results files a card reads, as small as the card allows: a fine-tuned model at 0.85 on test, a
     TF-IDF baseline at 0.80."""
@@ -51,6 +74,7 @@ def results(dev_accuracy: float = 0.90, temperature: float = 1.4, rates: dict[st
             "flagged": 20,
             "flagged_rate": 0.02,
             "per_class": {"negative": {"flagged_rate": 0.02}, "positive": {"flagged_rate": 0.02}},
+            "planted": {"seed": 0, "excluded_flagged_rows": 20, **{kind: planted(auroc) for kind, auroc in AUROCS.items()}},
         },
         "clean": {split: {"rows": rows, "dropped": {}} for split, rows in (("train", 1000), ("dev", 100), ("test", 200))},
         "finetune": {"best_epoch": 2.0, "dev": {"accuracy": dev_accuracy, "f1_macro": dev_accuracy}, "test": figures(0.85)},
@@ -58,7 +82,16 @@ def results(dev_accuracy: float = 0.90, temperature: float = 1.4, rates: dict[st
             "models": {
                 "tfidf_lr": {"temperature": 0.7, "dev": figures(0.81), "test": figures(0.80)},
                 "finetune": {"temperature": temperature, "dev": figures(dev_accuracy), "test": figures(0.85)},
-            }
+            },
+            "test_label_audit": {
+                "test_rows": 200,
+                "suspects": 8,
+                "shown": 8,
+                "reference": "finetune",
+                "baseline": "tfidf_lr",
+                "disputed_by_both": 6,
+                "disputed_by_both_share": 0.75,
+            },
         },
         "slices": {
             "finetune": {
@@ -163,3 +196,21 @@ def test_every_audit_model_has_a_card_phrase():
     from sentiment.report.cards import AUDIT_MODEL_WORDS
 
     assert set(AUDIT_MODEL_WORDS) == set(get_args(LabelIssuesConfig.model_fields["model"].annotation))
+
+
+def test_the_card_states_the_audit_on_the_plantable_rows_and_the_suspects_for_review():
+    p = card_params("sst2", PARAMS)
+    card = card_json(p, results())
+    text = card_markdown(p, results(), card)
+    assert "Labels are planted wrong only among the 980 rows not flagged on the given labels" in text
+    assert (
+        "(class-conditional), its label-quality score ranks them with AUROC 0.930; of the 50 rows it scores lowest, 84.0%" in text
+    )
+    assert "AUROC 0.97 (uniform flips) and 0.93 (class-conditional)" in text  # the plantable rows', not all rows' 0.87
+    assert "8 of 200 test labels suspect, 75% of them labelled otherwise by both finetune and tfidf_lr" in text
+    assert "`plots/sst2/evaluate/suspect_test_labels.csv`" in text
+    assert not any(words in text for words in ("ceiling", "set aside", "without the suspects", "without suspects"))
+    audit = card["label_audit"]
+    assert audit["planted"]["class_conditional"]["auroc"] == 0.93 and audit["test_labels"]["disputed_by_both_share"] == 0.75
+    shares = [v for kind in audit["planted"].values() for k, v in kind.items() if isinstance(v, float)]
+    assert shares and all(0 <= v <= 1 for v in shares)  # no ratio above 1

@@ -1,10 +1,12 @@
 """`sentiment predict` and `sentiment explain` on a tiny saved model: one output row per input row, in order, with
-an id; the labels and probabilities the runtime gives; one-line errors for every malformed input; no half file."""
+an id; the labels and probabilities of the model's own forward pass (worked out in the test); one-line errors for
+every malformed input; no half file."""
 
 import io
 import json
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +15,6 @@ import yaml
 
 from conftest import repo_params
 from sentiment.cli import main
-from sentiment.data.text import Cleaning
-from sentiment.serving.long_text import PredictConfig
 
 TOY = {"source": "toy.csv", "text_column": "text", "label_column": "label", "labels": ["negative", "positive"]}
 PARAMS = {
@@ -32,12 +32,37 @@ def checkout(saved_model):
 
 
 def expected(texts: list[str], long_text: str = "chunk") -> list[dict]:
-    """What the runtime answers for `texts`, one at a time (the labels predict must write)."""
-    from sentiment.serving.runtime import FinetuneScorer
+    """The answers predict must write, worked out here and not by the runtime: the saved model's own forward pass on
+    each text alone, its windows cut by hand (`chunk`: max_length - 2 tokens between [CLS] and [SEP], consecutive
+    windows sharing window_overlap x max_length of them; `truncate`: the first window), the mean logit over the
+    windows, and a softmax at the head's temperature. The texts here are ones cleaning leaves as they are."""
+    import torch
 
-    reading = PredictConfig(**{**PARAMS["predict"], "batch_size": 1, "long_text": long_text})
-    scorer = FinetuneScorer("toy", "torch", Cleaning(), reading, 1)
-    return [scorer.answers([t])[0] for t in texts]
+    from sentiment.models.classifier import load_classifier
+
+    folder = Path("data/toy/finetune/model")
+    model, tokenizer, _ = load_classifier(folder, on="cpu")
+    head = json.loads((folder / "head.json").read_text())
+    width = head["max_length"] - 2
+    step = width - int(PARAMS["predict"]["window_overlap"] * head["max_length"])
+    answers = []
+    for text in texts:
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        starts = [0]
+        while long_text == "chunk" and starts[-1] + width < len(tokens):
+            starts.append(starts[-1] + step)
+        window_logits = []
+        for start in starts:
+            ids = torch.tensor([[tokenizer.cls_token_id, *tokens[start : start + width], tokenizer.sep_token_id]])
+            with torch.no_grad():
+                window_logits.append(model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].double().numpy())
+        scaled = np.mean(window_logits, axis=0) / head["temperature"]
+        exp = np.exp(scaled - scaled.max())
+        probs = exp / exp.sum()
+        best = int(probs.argmax())
+        probabilities = dict(zip(head["labels"], probs, strict=True))
+        answers.append({"label": head["labels"][best], "label_id": best, "probabilities": probabilities})
+    return answers
 
 
 def cli(capsys, command: str, *argv):
@@ -128,12 +153,12 @@ def test_stdin(checkout, capsys, monkeypatch):
 
 
 def test_the_batch_size_comes_from_params_and_the_option_and_changes_no_answer(checkout, capsys, monkeypatch):
-    from sentiment.serving import runtime
+    from sentiment.models import engine
 
     texts = [f"{'good' if i % 2 else 'bad'} film {'really ' * (i % 5)}" for i in range(11)]
     (checkout / "in.txt").write_text("\n".join(texts) + "\n")
-    shapes, batches_of = [], runtime.batches_of
-    monkeypatch.setattr(runtime, "batches_of", lambda tok, ids, size: shapes.append(size) or batches_of(tok, ids, size))
+    shapes, padded_batches = [], engine.padded_batches
+    monkeypatch.setattr(engine, "padded_batches", lambda tok, ids, size: shapes.append(size) or padded_batches(tok, ids, size))
     _, by_params, _ = run(capsys, "--input", "in.txt")
     _, by_option, _ = run(capsys, "--input", "in.txt", "--batch-size", "7")
     assert shapes == [4, 7] and by_params == by_option
@@ -255,3 +280,33 @@ def test_predict_streams_in_chunks_in_order_and_leaves_no_file_when_it_fails_mid
     assert code == 1 and "the model failed" in err and calls == [4, 4, 4]
     assert seen[0] and seen[2]  # the temporary file existed while the chunks were scored
     assert not os.path.exists("out2.csv") and not [p for p in os.listdir(".") if p.startswith(".out2.csv")]
+
+
+def test_stdin_is_checked_whole_before_any_row_is_written(checkout):
+    """A bad row past the first CHUNK rows of stdin: one line naming it, and nothing on stdout (a real pipe)."""
+    import subprocess
+
+    from conftest import REPO
+
+    lines = [f"review number {i} was good" for i in range(600)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "sentiment.cli", "predict", "--dataset", "toy", "--form", "torch"]
+    good = ("\n".join(lines) + "\n").encode()
+    done = subprocess.run(command, cwd=checkout, env=env, input=good, capture_output=True, timeout=300)
+    assert done.returncode == 0 and len(pd.read_csv(io.StringIO(done.stdout.decode()))) == 600
+    bad = good + b"bro\xffken\n"
+    done = subprocess.run(command, cwd=checkout, env=env, input=bad, capture_output=True, timeout=300)
+    assert done.returncode == 1 and done.stdout == b""
+    assert done.stderr.decode() == "error: stdin: line 601 is not valid UTF-8 (invalid start byte at byte 3)\n"
+
+
+def test_explain_applies_the_dev_temperature_to_the_probabilities(saved_model, capsys):
+    """With a fitted temperature, explain prints the probabilities predict gives (temperature-scaled)."""
+    head = saved_model / "data" / "toy" / "finetune" / "model" / "head.json"
+    head.write_text(json.dumps({**json.loads(head.read_text()), "temperature": 0.25}))
+    text = "a lovely good film"
+    code, out, _ = explain(capsys, text, "--top", "1", "--ig-steps", "2", "--output", "t.png")
+    probs = dict(part.split() for part in out.splitlines()[1].removeprefix("probabilities: ").split(", "))
+    want = expected([text])[0]["probabilities"]
+    assert code == 0 and {k: float(v) for k, v in probs.items()} == pytest.approx(want, abs=1e-3)
+    assert max(want.values()) > 0.55  # the temperature sharpens the tiny model's near-even answer: the test can tell

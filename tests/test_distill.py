@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_params, toy_sentiment, write_clean
+from conftest import tiny_params, toy_sentiment, truncated_logits, write_clean
 from sentiment.config import UserError
-from sentiment.models.classifier import build_model, load_classifier, predict_logits
+from sentiment.models.classifier import build_model, load_classifier
 from sentiment.models.config import ModelConfig
 from sentiment.models.distill import DistillTrainer, student_of
 from sentiment.models.distill import distill as distil
@@ -69,6 +69,6 @@ def test_a_one_layer_student_learns_the_teachers_answers(in_tmp, tokenizer):
     small, _, meta = load_classifier(in_tmp / "student" / "model", on="cpu")
     assert small.encoder.config.num_hidden_layers == 1 and meta["distilled_layers"] == [1]
     texts = toy_sentiment(32, 3)["text"].tolist()
-    agree = predict_logits(big, tok, texts, 16).argmax(1) == predict_logits(small, tok, texts, 16).argmax(1)
+    agree = truncated_logits(big, tok, texts, 16).argmax(1) == truncated_logits(small, tok, texts, 16).argmax(1)
     assert np.mean(agree) >= 0.9
-    assert figures["predictions"]["test"]["pred"].tolist() == predict_logits(small, tok, texts, 16).argmax(1).tolist()
+    assert figures["predictions"]["test"]["pred"].tolist() == truncated_logits(small, tok, texts, 16).argmax(1).tolist()

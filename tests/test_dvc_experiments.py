@@ -126,7 +126,7 @@ def test_live_training_metrics_are_readable_while_dvc_exp_run_trains(tiny_repo):
 
 
 def test_search_trials_are_listed_by_dvc_exp_show(tiny_repo):
-    sh(tiny_repo, sys.executable, "-m", "sentiment.models.search", "tweets", "--sampler", "random", "--trials", "2")
+    sh(tiny_repo, sys.executable, "-m", "sentiment.search", "tweets", "--sampler", "random", "--trials", "2")
     table = sh(tiny_repo, "dvc", "exp", "show", "--no-pager", "--md")
     assert "tweets-random-trial-0" in table and "tweets-random-trial-1" in table
     assert "learning_rate" in table and "dropout" in table and "dev_f1_macro" in table

@@ -19,15 +19,53 @@ from collections.abc import Callable
 from pathlib import Path
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from conftest import REPO, needs_mirror
+from conftest import REPO, needs_mirror, truncated_logits
 from dvc_tiny import ALL_STAGES, DISTILLED, KEYS, PER_DATASET, downstream, ran, set_param, sh, would_run
 
 pytestmark = [needs_mirror, pytest.mark.slow, pytest.mark.xdist_group("dvc")]
+
+
+def predictions(root: Path, key: str, model: str, split: str = "test") -> pd.DataFrame:
+    """A stage's predictions file (`<model>_<split>.csv` in its data folder), in id order."""
+    frame = pd.read_csv(root / "data" / key / model / f"{model}_{split}.csv", dtype={"id": str})
+    return frame.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+def assert_the_fitted_baselines_load_and_answer_as_in_their_stage(root: Path, key: str) -> None:
+    """Loaded outside the stage that wrote them, the fitted baselines give the test predictions it wrote: TF-IDF + LR
+    its probabilities from the normalised text, VADER its dev-tuned labels from NLTK's compound score of the text."""
+    from nltk.sentiment import SentimentIntensityAnalyzer
+
+    test = pd.read_parquet(root / "data" / key / "clean" / "test.parquet")
+    folder = root / "data" / key / "baseline"
+    for model in ("tfidf_lr", "vader"):
+        written = pd.read_csv(folder / f"{model}_test.csv", dtype={"id": str})
+        assert written["id"].tolist() == test["id"].astype(str).tolist()
+        fitted = joblib.load(folder / f"{model}.joblib")
+        if model == "tfidf_lr":
+            assert np.allclose(fitted.predict_proba(test["text_norm"]), written.filter(like="prob_").to_numpy(), atol=1e-6)
+        else:
+            analyzer = SentimentIntensityAnalyzer()
+            compound = np.array([analyzer.polarity_scores(text)["compound"] for text in test["text"]])
+            assert fitted.predict(compound).tolist() == written["pred"].tolist()
+
+
+def student_answers(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """sst2's distilled student's labels and probabilities for `texts` (short, left alone by cleaning), from the
+    working directory: the engine's torch fp32 logits and a softmax at its head's temperature worked out here."""
+    from sentiment.models.classifier import load_classifier
+
+    model, tokenizer, head = load_classifier("data/sst2/distill/model", on="cpu")
+    scaled = truncated_logits(model, tokenizer, texts, head["max_length"]) / head["temperature"]
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    return [head["labels"][i] for i in probs.argmax(axis=1)], probs
 
 
 def test_repro_runs_every_stage_then_nothing(tiny_run):
@@ -36,13 +74,14 @@ def test_repro_runs_every_stage_then_nothing(tiny_run):
     for key in KEYS:
         for name in (s for s in PER_DATASET if s != "card"):
             assert (root / "metrics" / key / f"{name}.json").exists() and (root / "results" / key / f"{name}.json").exists()
-        for model in ("tfidf_lr", "vader"):  # the fitted baselines load outside the stage that wrote them
-            assert hasattr(joblib.load(root / "data" / key / "baseline" / f"{model}.joblib"), "predict_proba")
+        assert_the_fitted_baselines_load_and_answer_as_in_their_stage(root, key)
         card = (root / "reports" / key / "MODEL_CARD.md").read_text()
         assert "## Exported forms (test)" in card and ("## Ablations" in card) == (key == "sst2")
         assert "Training-label audit" in card and "## Distilled student" in card
         student = json.loads((root / "results" / key / "distill.json").read_text())
-        assert student["layers"] == [0] and 0 <= student["agreement_with_teacher"] <= 1 and "ci95" in student["test"]
+        assert student["layers"] == [0] and "ci95" in student["test"]
+        teacher, pupil = (predictions(root, key, model) for model in ("finetune", "distill"))
+        assert student["agreement_with_teacher"] == pytest.approx(float((teacher["pred"] == pupil["pred"]).mean()))
         assert json.loads((root / "results" / key / "export_distill.json").read_text())["forms"]["torch"]["passes_gate"]
         assert json.loads((root / "data" / key / "export" / "transformers" / "config.json").read_text())["auto_map"]
         hub = ModelCard.load(root / "reports" / key / "MODEL_CARD.md")  # the Hub's own parser reads its metadata
@@ -74,8 +113,9 @@ def test_predict_and_serve_use_the_student_when_asked(tiny_run, monkeypatch):
     )  # fmt: skip
     assert out.stderr.startswith("model distill, form onnx (asked for)")
     predicted = pd.read_csv(io.StringIO(out.stdout))
-    assert len(predicted) == len(texts) and predicted["label"].isin(["negative", "positive"]).all()
     monkeypatch.chdir(root)
+    labels, probs = student_answers(texts)  # the student's own torch forward pass: the onnx form must match it
+    assert predicted["label"].tolist() == labels and np.allclose(predicted["prob_positive"], probs[:, 1], atol=1e-4)
     params = load_params()
     cfg = section(ServeConfig, params, "serve")
     scorer = load_scorer("sst2", "onnx", cfg, params, "distill")

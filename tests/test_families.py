@@ -1,6 +1,7 @@
 """Every encoder family through every model stage: a tiny random-init checkpoint of each family (hidden 32,
 2 layers) with a tokenizer of its kind, in a temporary Hub-like mirror, goes finetune -> evaluate ->
-attention (IG completeness) -> export (ONNX logits equal torch's) -> `sentiment predict` -> `sentiment explain`.
+attention (IG completeness) -> export (ONNX logits equal torch's) -> `sentiment predict` (the onnx form gives the
+model's own answers) -> `sentiment explain` (its prediction, and every word of the text ranked, not pieces).
 
 Sizes are the smallest that still test each thing: 64 training rows, one example per category, 4
 faithfulness examples; IG must close its completeness gap to 1% (steps doubled up to 512)."""
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, toy_sentiment, write_clean
+from conftest import REPO, toy_sentiment, truncated_logits, write_clean
 from families import FAMILIES, build_checkpoint
 from sentiment.cli import main as cli
 from sentiment.models.classifier import load_classifier
@@ -27,6 +28,15 @@ pytestmark = pytest.mark.slow
 # the attention kernel each family gets for training and inference (eager only where attention weights are read)
 EXPECTED_ATTENTION = {family: "eager" if family in ("deberta-v2", "deberta-v3", "mpnet") else "sdpa" for family in FAMILIES}
 EXPECTED_BASELINE = dict.fromkeys(FAMILIES, "mask")  # attention.ig_baseline: auto, and every family has a mask token
+
+
+def own_answers(model, tokenizer, head: dict, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The trained model's labels and probabilities for short texts cleaning leaves alone: the engine's torch fp32
+    logits and a softmax at the head's temperature worked out here."""
+    scaled = truncated_logits(model, tokenizer, texts, head["max_length"]) / head["temperature"]
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    return [head["labels"][i] for i in probs.argmax(axis=1)], probs
 
 
 def stage(module, key="toy"):
@@ -53,7 +63,7 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     stage(finetune)
-    trained, _, _ = load_classifier(tmp_path / "data" / "toy" / "finetune" / "model")
+    trained, tokenizer, head = load_classifier(tmp_path / "data" / "toy" / "finetune" / "model", on="cpu")
     assert trained.encoder.config._attn_implementation == EXPECTED_ATTENTION[family]
     explained, _, _ = load_classifier(tmp_path / "data" / "toy" / "finetune" / "model", need_attention_weights=True)
     assert explained.encoder.config._attn_implementation == "eager"
@@ -77,18 +87,29 @@ def test_every_stage_runs_on_the_family(family, tmp_path, monkeypatch, capsys):
     assert forms["onnx"]["max_abs_logit_diff_vs_torch"] <= 1e-4  # the same computation, to float32 rounding
     assert forms["onnx"]["agreement_with_torch"] == 1.0 and forms["onnx"]["accuracy_delta_vs_torch"] == 0
 
-    (tmp_path / "in.txt").write_text("a good great film\nbad awful plot\n")
+    texts = ["a good great film", "bad awful plot"]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
     capsys.readouterr()
     with pytest.raises(SystemExit) as done:
-        cli(["predict", "--dataset", "toy", "--input", "in.txt"])
+        cli(["predict", "--dataset", "toy", "--input", "in.txt", "--form", "onnx"])
         raise SystemExit(0)
     assert done.value.code == 0
     predicted = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert len(predicted) == 2 and np.allclose(predicted[["prob_negative", "prob_positive"]].sum(axis=1), 1, atol=1e-5)
+    labels, probs = own_answers(trained, tokenizer, head, texts)  # the exported onnx form answers as the model does
+    assert predicted["label"].tolist() == labels
+    assert np.allclose(predicted[["prob_negative", "prob_positive"]].to_numpy(), probs, atol=1e-4)
 
+    text = "an unbelievably wonderful film"
     with pytest.raises(SystemExit) as done:
-        cli(["explain", "--dataset", "toy", "an unbelievably wonderful film", "--output", "map.png"])
+        cli(["explain", "--dataset", "toy", text, "--top", "4", "--output", "map.png"])
         raise SystemExit(0)
-    out = capsys.readouterr().out
-    assert done.value.code == 0 and "integrated gradients:" in out and (tmp_path / "map.png").exists()
-    assert "unbelievably" in out or "wonderful" in out  # words, not pieces
+    lines = capsys.readouterr().out.splitlines()
+    assert done.value.code == 0 and (tmp_path / "map.png").exists()
+    [label], [prob] = own_answers(trained, tokenizer, head, [text])
+    assert lines[0] == f"prediction: {label}"
+    shown = dict(part.split() for part in lines[1].removeprefix("probabilities: ").split(", "))
+    assert {name: float(p) for name, p in shown.items()} == pytest.approx(dict(zip(head["labels"], prob, strict=True)), abs=1e-3)
+    for method in ("attention", "rollout", "integrated_gradients"):  # each ranks the text's four words, not pieces
+        listed = next(line for line in lines if line.startswith(f"{method}: ")).removeprefix(f"{method}: ").split(", ")
+        assert sorted(item.split(" (")[0] for item in listed) == sorted(text.split()), (method, listed)
+    assert any(line.startswith(f"integrated gradients: {EXPECTED_BASELINE[family]} baseline") for line in lines)

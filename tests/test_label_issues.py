@@ -1,8 +1,8 @@
-"""The label audit: noise is planted of two kinds and found (ranking figures and precision beside its
-ceiling), out-of-fold probabilities never come from a model that saw the row or a text containing it,
-folds keep every phrase with its sentence, the stage writes its ranked list and figures from clean's
-train, the training stages drop the flagged rows on request, evaluate audits the test labels, and a
-`train.*` experiment leaves the audit alone."""
+"""The label audit: noise is planted of two kinds and found (ranking figures over the rows that could be
+planted, precision and recall at a flag budget, nothing above 1), out-of-fold probabilities never come from
+a model that saw the row or a text containing it, folds keep every phrase with its sentence, the stage
+writes its ranked list and figures from clean's train, the training stages drop the flagged rows on
+request, evaluate audits the test labels, and a `train.*` experiment leaves the audit alone."""
 
 import json
 
@@ -16,16 +16,15 @@ from sentiment.config import UserError, section
 from sentiment.data.datasets import training_rows
 from sentiment.evaluation.label_audit import (
     LabelIssuesConfig,
+    at_budget,
+    audit,
     audit_test_labels,
-    estimated_joint,
     fold_splits,
     grouped,
     issues,
-    natural_error_rate,
     plant_class_conditional,
     plant_uniform,
     planted_report,
-    precision_ceiling,
     ranking,
     shaped_noise_matrix,
     text_groups,
@@ -80,11 +79,32 @@ def test_the_shaped_matrix_keeps_the_estimated_confusions_and_the_fraction():
     assert (1 - np.diag(matrix)) @ prior == pytest.approx(0.05)
 
 
-def test_precision_ceiling_is_the_share_of_planted_rows_among_all_wrong_ones():
-    assert precision_ceiling(0.05, 0.0) == 1
-    # 5% planted: 0.8 needs a natural error rate of at most 1.3%
-    assert precision_ceiling(0.05, 0.013) == pytest.approx(0.8, abs=0.005)
-    assert precision_ceiling(0.05, 0.2) == pytest.approx(0.05 * 0.8 / (0.05 * 0.8 + 0.95 * 0.2))
+def fractions(report: dict) -> list[float]:
+    """Every share in a planted report, its all-rows ranking included (counts left out)."""
+    return [v for v in report.values() if isinstance(v, float)] + list(report["all_rows"].values())
+
+
+def test_the_budget_figures_reach_1_for_a_perfect_detector_and_never_exceed_it():
+    """At a budget of as many rows as were planted, a perfect score finds all of them; reversed, none; random
+    scores about the planted share. Over random and real (noisy) detectors on synthetic data, with rows excluded
+    from the planting, no share in the report ever exceeds 1."""
+    rng = np.random.default_rng(0)
+    planted = np.zeros(200, dtype=bool)
+    planted[rng.choice(200, 10, replace=False)] = True
+    perfect = np.where(planted, 0.1, 0.9)
+    assert at_budget(perfect, planted) == {"budget": 10, "precision_at_budget": 1.0, "recall_at_budget": 1.0}
+    assert at_budget(1 - perfect, planted)["precision_at_budget"] == 0
+    chance = np.mean([at_budget(rng.random(200), planted)["precision_at_budget"] for _ in range(300)])
+    assert chance == pytest.approx(0.05, abs=0.02)
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        plantable = rng.random(300) > 0.2
+        planted = plantable & (rng.random(300) < 0.1)
+        score = rng.random(300) - rng.uniform(0, 1) * planted  # from random (0) to nearly perfect (1)
+        scored = planted_report(rng.random(300) < 0.15, score, planted, plantable)
+        assert all(0 <= share <= 1 for share in fractions(scored)), scored
+        assert scored["precision_at_budget"] == scored["recall_at_budget"] and scored["budget"] == scored["planted"]
+    assert not any("ceiling" in name for name in scored)
 
 
 def test_ranking_figures_score_the_order_not_the_flags():
@@ -94,8 +114,50 @@ def test_ranking_figures_score_the_order_not_the_flags():
     assert ranking(perfect, planted) == {"auroc": 1.0, "average_precision": 1.0, "recall_at_2x_budget": 1.0}
     reversed_ = ranking(1 - perfect, planted)
     assert reversed_["auroc"] == 0 and reversed_["recall_at_2x_budget"] == 0
-    report = planted_report(planted.copy(), perfect, planted, natural_rate=0.0)
-    assert report["precision"] == report["recall"] == report["precision_to_ceiling"] == 1
+    report = planted_report(planted.copy(), perfect, planted, np.ones(100, dtype=bool))
+    assert report["precision"] == report["recall"] == report["precision_at_budget"] == 1
+
+
+def test_the_ranking_is_scored_on_the_rows_that_could_be_planted():
+    """Rows excluded from the planting (flagged on the given labels) score lowest of all: over the plantable
+    rows a score that puts the planted rows first has AUROC 1; over all rows the excluded ones count as false
+    alarms and pull it down. The report keeps both, and refuses a planted row that was not plantable."""
+    plantable = np.arange(100) >= 10  # rows 0-9: flagged on the given labels, never planted
+    planted = np.isin(np.arange(100), [10, 20, 30, 40, 50])
+    quality = np.where(planted, 0.2, 0.9)
+    quality[:10] = 0.01  # natural errors: the lowest scores
+    report = planted_report(np.zeros(100, dtype=bool), quality, planted, plantable)
+    assert report["plantable_rows"] == 90
+    assert report["auroc"] == report["average_precision"] == report["recall_at_2x_budget"] == 1
+    assert report["precision_at_budget"] == 1
+    assert report["all_rows"]["auroc"] == pytest.approx(1 - 10 / 95)  # each planted row ranks below the 10 excluded
+    assert report["all_rows"]["recall_at_2x_budget"] == 0  # the 10 lowest-scored rows are the excluded ones
+    with pytest.raises(ValueError, match="plantable"):
+        planted_report(np.zeros(100, dtype=bool), quality, planted | (np.arange(100) == 0), plantable)
+
+
+def oracle(rows: pd.DataFrame, labels: np.ndarray, folds) -> np.ndarray:
+    """Out-of-fold probabilities from a model that knows each row's true class (`truth`), whatever the labels."""
+    return np.where(rows["truth"].to_numpy()[:, None] == np.arange(3), 0.9, 0.05)
+
+
+def test_the_audit_plants_and_scores_among_the_rows_not_flagged_on_the_given_labels():
+    """Three classes, 30 natural errors the oracle disputes: the audit flags them and plants none there; the
+    oracle ranks every planted row first among the plantable rows (AUROC 1, all found at the budget), while over
+    all rows the natural errors, scored as low, pull the AUROC under 1."""
+    truth = np.arange(600) % 3
+    given = truth.copy()
+    given[:30] = (truth[:30] + 1) % 3
+    rows = pd.DataFrame({"id": [f"r{i}" for i in range(600)], "text": [f"text {i}" for i in range(600)], "label": given})
+    cfg = AUDIT.model_copy(update={"inject_fraction": 0.05, "group_folds": False, "folds": 2})
+    report, flagged, *_ = audit(rows.assign(truth=truth), ["a", "b", "c"], cfg, oracle, seed=0)
+    assert flagged[:30].all() and not flagged[30:].any()
+    for kind in ("uniform", "class_conditional"):
+        planted = report["planted"][kind]
+        assert planted["planted"] == 30 and planted["plantable_rows"] == 570, planted
+        assert planted["auroc"] == planted["precision_at_budget"] == 1, planted
+        assert planted["all_rows"]["auroc"] < 0.99, planted
+        assert all(0 <= share <= 1 for share in fractions(planted)), planted
 
 
 def test_planted_noise_on_separable_data_is_found_and_ranked_first():
@@ -112,10 +174,10 @@ def test_planted_noise_on_separable_data_is_found_and_ranked_first():
     ):
         probs = tfidf_probs(train["text_norm"], noisy, BASELINE, 4.0, folds, 0, 2)
         flagged, quality = issues(noisy, probs, AUDIT.filter_by)
-        scored = planted_report(flagged, quality, noisy != labels, natural_error_rate(estimated_joint(labels, probs)))
+        scored = planted_report(flagged, quality, noisy != labels, ~given_flags)
         assert scored["planted"] == 20
         assert scored["auroc"] >= 0.95 and scored["recall"] >= 0.8 and scored["recall_at_2x_budget"] >= 0.9, scored
-        assert scored["precision"] >= 0.8 * scored["precision_ceiling"], scored
+        assert scored["precision_at_budget"] >= 0.8, scored
 
 
 def sst2_like() -> pd.DataFrame:
@@ -186,18 +248,26 @@ def test_grouped_folds_stop_a_sentence_leaking_through_its_phrases():
     assert accuracy["ungrouped"] > 0.95 and abs(accuracy["grouped"] - 0.5) < 0.15, accuracy
 
 
-def test_test_labels_the_model_confidently_disputes_are_suspects_beside_the_headline():
+def test_test_labels_the_model_confidently_disputes_are_suspects_listed_beside_the_baselines_label():
     test = pd.DataFrame({"id": [f"t{i}" for i in range(40)], "text": [f"text {i}" for i in range(40)], "label": [0, 1] * 20})
     labels = test["label"].to_numpy()
     probs = np.where(labels[:, None] == np.arange(2), 0.9, 0.1)
     probs[[0, 1]] = probs[[0, 1]][:, ::-1]  # two labels the model confidently disputes
     probs[2] = [0.45, 0.55]  # an unsure error
-    flagged, suspects, report = audit_test_labels(test, probs, ["negative", "positive"], AUDIT.filter_by)
+    baseline = labels.copy()
+    baseline[[1, 5]] = 1 - labels[[1, 5]]  # the baseline disputes one suspect and one row nobody suspects
+    names = ["negative", "positive"]
+    flagged, suspects, report = audit_test_labels(test, probs, names, AUDIT.filter_by, ("tfidf_lr", baseline))
     assert flagged[[0, 1]].all() and not flagged[3:].any()
-    assert report["accuracy"] == pytest.approx(37 / 40)
-    assert report["accuracy_without_suspects"] == pytest.approx(37 / (40 - report["suspects"]))
-    assert suspects["id"].tolist()[:2] == ["t0", "t1"] or suspects["id"].tolist()[:2] == ["t1", "t0"]
-    assert set(suspects.columns) == {"id", "text", "given_label", "suggested_label", "label_quality"}
+    assert report["suspects"] == flagged.sum() and report["baseline"] == "tfidf_lr"
+    assert report["disputed_by_both"] == 1 and report["disputed_by_both_share"] == pytest.approx(1 / report["suspects"])
+    assert not {"accuracy", "accuracy_without_suspects"} & set(report)  # circular: the suspects are the model's errors
+    assert set(suspects["id"][:2]) == {"t0", "t1"}
+    assert list(suspects.columns) == ["id", "text", "given_label", "suggested_label", "baseline_label", "label_quality"]
+    by_id = suspects.set_index("id")
+    assert (by_id.loc["t0", "baseline_label"], by_id.loc["t1", "baseline_label"]) == ("negative", "negative")
+    _, alone, report = audit_test_labels(test, probs, names, AUDIT.filter_by)
+    assert "baseline_label" not in alone and report["disputed_by_both"] is None
 
 
 @pytest.fixture
@@ -236,17 +306,18 @@ def test_the_stage_ranks_the_flips_and_scores_both_kinds_of_planted_noise(clean_
     for kind in ("uniform", "class_conditional"):
         planted = report["planted"][kind]
         assert planted["planted"] == round(0.05 * report["rows_audited"]), kind
+        assert planted["plantable_rows"] == report["rows_audited"] - report["flagged"], kind
         assert planted["auroc"] >= 0.9 and planted["recall_at_2x_budget"] >= 0.8, (kind, planted)
-        assert planted["precision_to_ceiling"] == pytest.approx(planted["precision"] / planted["precision_ceiling"])
-    assert "precision_beyond_natural_issues" not in json.dumps(report)
+        assert all(0 <= share <= 1 for share in fractions(planted)), (kind, planted)
+    assert "ceiling" not in json.dumps(report) and "precision_beyond_natural_issues" not in json.dumps(report)
     cc = report["planted"]["class_conditional"]
     uniform = report["planted"]["uniform"]
+    # the headline's figures are those over the plantable rows, each under the name of what it is
     assert headline == {
         "flagged": report["flagged"],
         "auroc": cc["auroc"],
         "auroc_uniform": uniform["auroc"],
-        "ceiling": cc["precision_ceiling"],
-        "of_ceiling": cc["precision_to_ceiling"],
+        "precision_at_budget": cc["precision_at_budget"],
     }
 
 
@@ -307,5 +378,5 @@ def test_the_embeddings_audit_embeds_once_and_ranks_planted_flips_first(monkeypa
     assert calls == [300]  # the second fit reused the embeddings
     assert probs.shape == (300, 2) and np.allclose(probs.sum(axis=1), 1)
     flagged, quality = issues(noisy, probs, AUDIT.filter_by)
-    scored = planted_report(flagged, quality, noisy != labels, natural_error_rate(estimated_joint(labels, probs)))
+    scored = planted_report(flagged, quality, noisy != labels, ~given_flags)
     assert scored["auroc"] >= 0.95 and scored["recall_at_2x_budget"] >= 0.8, scored

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import repo_params
-from sentiment.serving.long_text import PredictConfig, mean_per_text, windows
+from sentiment.models.engine import mean_per_text, windows
+from sentiment.serving.long_text import PredictConfig
 
 
 def reading_with(**changes) -> PredictConfig:

@@ -109,15 +109,89 @@ def test_speed_goals_are_judged_from_the_records(tmp_path):
         # faster and inside the gate's metric deltas, but its labels move with the batch: never the default
         "onnx_int8_dynamic": {"batch_sentences_per_s": 200.0, "passes_gate": True, "label_changes_vs_batch_1": {"8": 3}},
     }
-    (results / "inference_x.json").write_text(json.dumps({"machine": avx2, "forms": forms}))
+    student_results(tmp_path, {"finetune": "aaaa", "distill": "bbbb"})  # the committed models' digests
+    record = {"machine": avx2, "dataset": "sst2", "forms": forms}
+    (results / "inference_x.json").write_text(json.dumps({**record, "models": {"sst2/finetune": "aaaa"}}))
+    # the same figures from earlier models (or a record that names none) judge nothing
+    (results / "inference_old.json").write_text(json.dumps({**record, "models": {"sst2/finetune": "zzzz"}}))
+    (results / "inference_unnamed.json").write_text(json.dumps(record))
+    amx = {**avx2, "cpu_flags": ["avx512_vnni", "amx_int8"]}
+    student = {"torch": {"batch_sentences_per_s": 200.0}, "teacher_torch": {"batch_sentences_per_s": 100.0},
+               "openvino_int8": {"batch_sentences_per_s": 500.0, "passes_gate": True, **same_answers}}  # fmt: skip
+    (results / "inference_y.json").write_text(json.dumps({"machine": amx, "dataset": "sst2", "model": "distill",
+        "baseline": "teacher_torch", "forms": student, "models": {"sst2/distill": "bbbb", "sst2/finetune": "aaaa"}}))  # fmt: skip
     for part, seconds in (("part1-a", 1200.0), ("part2-b", 1800.0)):
         record = {"machine": avx2, "note": "from an empty DVC cache", "repro": {"wall_seconds": seconds, "stages": {}}}
         (results / f"repro_run-{part}.json").write_text(json.dumps(record))
-    met = {row.split("|")[2].strip(): row.split("|")[-2].strip() for row in speed_goals(tmp_path)[4:-1]}
+    rows = [row.split("|") for row in speed_goals(tmp_path)[4:-1]]
+    met = {row[2].strip(): row[-2].strip() for row in rows}
     assert met == {
-        "default form (onnx_int8) vs torch fp32, batched": "yes",  # 1.6x against 1.5x without VNNI
+        "finetune sst2: default form (onnx_int8) vs torch fp32": "yes",  # 1.6x against 1.5x without VNNI
+        "distill sst2: default form (openvino_int8) vs teacher torch fp32": "no",  # 5x against 6x with AMX
         "serve at 32 connections vs offline batched": "yes",
         "serve at 32 connections: p99": "no",
         "serve, lone client: p50 above offline batch 1": "yes",
         "dvc repro from an empty cache, 2 parts": "no",  # 50 minutes in all against 45
     }
+    assert [row[1].strip() for row in rows].count("inference_x") == 1 and not any("inference_old" in r[1] for r in rows)
+
+
+def student_results(root, digests: dict[str, str]) -> None:
+    """results/sst2 for the README's student clause: the student's figures, and each model's committed digest."""
+    results = root / "results" / "sst2"
+    results.mkdir(parents=True, exist_ok=True)
+    student = {"layers": [0, 2], "test": {"accuracy": 0.88}, "agreement_with_teacher": 0.95}
+    (results / "distill.json").write_text(json.dumps({**student, "digest": digests["distill"]}))
+    (results / "finetune.json").write_text(json.dumps({"digest": digests["finetune"]}))
+
+
+def frontier(root, name: str, speedup: float, models: dict[str, str] | None) -> None:
+    row = {"model": "distill", "form": "onnx", "passes_gate": True, "speedup_vs_teacher_torch": speedup}
+    record = {"dataset": "sst2", "machine": {"cpu": "a CPU"}, "rows": [row], **({"models": models} if models else {})}
+    (root / "docs" / "results").mkdir(parents=True, exist_ok=True)
+    (root / "docs" / "results" / f"frontier_{name}.json").write_text(json.dumps(record))
+
+
+def student_clause_of(root) -> str:
+    from sentiment.report.readme import findings
+
+    return next(c for c in findings("sst2", root) if "student" in c)
+
+
+def test_the_readme_quotes_a_speed_record_only_of_the_current_models(tmp_path):
+    """A frontier record is quoted only when every model digest it names is the current one: the committed
+    digest in results/<key>/<model>.json, or the model folder's own when it is there. Records without digests
+    (older ones) never are; when none matches the README says so."""
+    from sentiment.io import model_digest
+
+    current = {"finetune": "aaaa", "distill": "bbbb"}
+    student_results(tmp_path, current)
+    frontier(tmp_path, "1-old", 3.2, None)  # before records named their models
+    assert student_clause_of(tmp_path).endswith(", no speed record of the current models")
+    frontier(tmp_path, "2-current", 2.5, {"sst2/finetune": "aaaa", "sst2/distill": "bbbb"})
+    frontier(tmp_path, "3-other-student", 4.0, {"sst2/finetune": "aaaa", "sst2/distill": "cccc"})
+    assert student_clause_of(tmp_path).endswith(", onnx 2.5x the teacher's torch fp32 (a CPU, frontier_2-current)")
+    folder = tmp_path / "data" / "sst2" / "distill" / "model"  # the student as pulled: its own digest decides
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    assert model_digest(folder) != "bbbb"
+    assert "no speed record of the current models" in student_clause_of(tmp_path)
+    frontier(tmp_path, "4-pulled", 1.9, {"sst2/finetune": "aaaa", "sst2/distill": model_digest(folder)})
+    assert student_clause_of(tmp_path).endswith(", onnx 1.9x the teacher's torch fp32 (a CPU, frontier_4-pulled)")
+
+
+def test_a_record_matches_only_when_every_model_it_names_is_current(tmp_path):
+    from sentiment.report.markdown import measured_current_models
+
+    student_results(tmp_path, {"finetune": "aaaa", "distill": "bbbb"})
+    cases = {
+        "every digest current": ({"sst2/finetune": "aaaa", "sst2/distill": "bbbb"}, True),
+        "one digest current": ({"sst2/finetune": "aaaa"}, True),
+        "a stale digest": ({"sst2/finetune": "aaaa", "sst2/distill": "old"}, False),
+        "a model with no digest now": ({"sst2/finetune": "aaaa", "tweets/finetune": "aaaa"}, False),
+        "a malformed name": ({"finetune": "aaaa"}, False),
+        "no models": ({}, False),
+    }
+    for case, (models, expected) in cases.items():
+        assert measured_current_models({"models": models}, {}, tmp_path) is expected, case
+    assert measured_current_models({}, {}, tmp_path) is False

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_params, toy_sentiment, write_clean
-from sentiment.models import search
+from sentiment import search
 from sentiment.models.light import LightBudget, with_overrides
 from sentiment.stage import run_stage
 
@@ -107,7 +107,7 @@ def postgres_url():
 
 
 def search_command(repo, *argv) -> list[str]:
-    return [sys.executable, "-m", "sentiment.models.search", "toy", *argv]
+    return [sys.executable, "-m", "sentiment.search", "toy", *argv]
 
 
 def readme_search_command() -> list[str]:
@@ -115,8 +115,8 @@ def readme_search_command() -> list[str]:
     block = re.search(r"<!-- shared-search -->\n```bash\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
     assert block, "README.md has no shared-search block"
     words = block.group(1).split()
-    assert words[:3] == ["python", "-m", "sentiment.models.search"]
-    return [sys.executable, "-m", "sentiment.models.search", "toy", *words[4:]]
+    assert words[:3] == ["python", "-m", "sentiment.search"]
+    return [sys.executable, "-m", "sentiment.search", "toy", *words[4:]]
 
 
 def run_env() -> dict[str, str]:

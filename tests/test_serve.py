@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, truncated_logits
 from sentiment.cli import main as cli
 from sentiment.config import load_params
 from sentiment.serving.server import (
@@ -124,6 +124,19 @@ def wait_ready(url: str) -> None:
     while httpx.get(f"{url}/readyz").status_code != 200:
         assert time.monotonic() < deadline, "the warm-up call never answered"
         time.sleep(0.01)
+
+
+def assert_the_models_answer(prediction: dict, text: str) -> None:
+    """`prediction` is the saved toy model's own answer for `text` (a short text cleaning leaves alone): the engine's
+    torch fp32 logits, a softmax at the head's temperature worked out here, and its label."""
+    from sentiment.models.classifier import load_classifier
+
+    model, tokenizer, head = load_classifier("data/toy/finetune/model", on="cpu")
+    scaled = truncated_logits(model, tokenizer, [text], head["max_length"])[0] / head["temperature"]
+    exp = np.exp(scaled - scaled.max())
+    probs = exp / exp.sum()
+    assert prediction["label"] == head["labels"][int(probs.argmax())]
+    assert prediction["probabilities"] == pytest.approx(dict(zip(head["labels"], probs, strict=True)), abs=1e-6)
 
 
 def test_answers_equal_sentiment_predicts(served, capsys):
@@ -273,12 +286,14 @@ def test_every_bad_input_is_a_one_line_4xx_and_the_server_goes_on(served):
         ("POST", "/predict", b'{"inputs": 3}'): 422,
         ("POST", "/predict", b'{"inputs": []}'): 422,
         ("POST", "/predict", b'{"inputs": [["one", "pair"]]}'): 422,
+        ("POST", "/predict", b'{"inputs": ["one", "pair"]}'): 422,
+        ("POST", "/predict", b'{"inputs": ["a", "flat", "list"]}'): 422,
         ("POST", "/predict", b'{"inputs": "fine", "raw_scores": 1}'): 422,
         ("POST", "/predict", b'{"inputs": "fine", "truncate": "yes"}'): 422,
         ("POST", "/predict", b'{"inputs": "fine", "parameters": {"top_k": 0}}'): 422,
         ("POST", "/predict", b'{"inputs": "fine", "parameters": {"function_to_apply": "sigmoid"}}'): 422,
         ("POST", "/predict", b'{"inputs": "fine", "stream": true}'): 422,
-        ("POST", "/predict", b'{"inputs": ["x", "' + b"x" * 101 + b'"]}'): 413,
+        ("POST", "/predict", b'{"inputs": [["x"], ["' + b"x" * 101 + b'"]]}'): 413,
         ("GET", "/v1/predict", None): 405,
         ("GET", "/predict", None): 405,
         ("GET", "/nowhere", None): 404,
@@ -290,7 +305,8 @@ def test_every_bad_input_is_a_one_line_4xx_and_the_server_goes_on(served):
         message = response.json()["error"]
         assert message and "\n" not in message, request
     assert "JSON integer of 4301 digits" in responses[9].json()["error"]
-    assert responses[-1].status_code == 200 and responses[-1].json()["predictions"][0]["label"] in ("negative", "positive")
+    assert responses[-1].status_code == 200
+    assert_the_models_answer(responses[-1].json()["predictions"][0], "a good film")
 
 
 def test_a_body_over_the_limit_is_refused_while_it_is_read_chunked_or_not(served):
@@ -359,14 +375,14 @@ def test_a_model_error_is_a_counted_one_line_503_and_the_server_goes_on(served, 
     """Only the request the model fails on gets the error (a failed round is run again request by request)."""
     cfg = serve_config()
     scorer = scorer_for(cfg)
-    answers = scorer.answers
+    run, [explode] = scorer.run, scorer.tokenizer("explode", add_special_tokens=False)["input_ids"]
 
-    def failing(texts):
-        if "explode" in texts:
+    def failing(input_ids, attention_mask):  # the backend fails on any batch holding the word
+        if (input_ids == explode).any():
             raise RuntimeError("the model exploded\non two lines")
-        return answers(texts)
+        return run(input_ids, attention_mask)
 
-    scorer.answers = failing
+    scorer.run = failing
 
     async def go():
         app = app_for(scorer=scorer)
@@ -397,13 +413,13 @@ def test_readyz_says_loading_until_the_warm_up_call_has_answered(served):
     """The port opens before the warm-up call ends: /readyz is 503 loading meanwhile, /healthz 200."""
     cfg = serve_config()
     scorer = scorer_for(cfg)
-    answers, release = scorer.answers, threading.Event()
+    run, release = scorer.run, threading.Event()
 
-    def slow_first_call(texts):
+    def slow_first_call(input_ids, attention_mask):
         assert release.wait(60), "the test never released the warm-up"
-        return answers(texts)
+        return run(input_ids, attention_mask)
 
-    scorer.answers = slow_first_call
+    scorer.run = slow_first_call
     try:
         with real_server(app_for(scorer=scorer), cfg) as url:
             loading = httpx.get(f"{url}/readyz")
@@ -486,22 +502,118 @@ def test_the_tei_route_answers_huggingface_hubs_inference_client(served, monkeyp
         assert [(p["label"], p["score"]) for p in single] == alone[0]  # TEI: a single text's list alone
         raw = tei({"inputs": TEXTS[0], "raw_scores": True})  # the logits, whose scaled softmax is the probabilities
         assert [p["label"] for p in raw] == [label for label, _ in alone[0]]
-        scaled = np.array([p["score"] for p in raw]) / httpx.get(f"{url}/v1/model").json()["temperature"]
+        scaled = np.array([p["score"] for p in raw]) / scorer_for(cfg).temperature
         softmax = np.exp(scaled - scaled.max()) / np.exp(scaled - scaled.max()).sum()
         assert softmax == pytest.approx([score for _, score in alone[0]], abs=1e-6)
         assert [p["score"] for p in raw] != [p["score"] for p in single]
         together = [by_score(a) for a in v1(TEXTS)]
-        for body in ({"inputs": TEXTS}, {"inputs": [[t] for t in TEXTS], "truncate": False}):  # a list per text
-            assert [[(p["label"], p["score"]) for p in one] for one in tei(body)] == together
+        batch = tei({"inputs": [[t] for t in TEXTS], "truncate": False})  # TEI's batch: a list per text
+        assert [[(p["label"], p["score"]) for p in one] for one in batch] == together
 
 
-def test_model_info_names_the_model(served):
+def test_model_info_describes_the_served_model_from_its_head_json_alone(served):
+    """/v1/model is built from the loaded model's head.json (what it lacks is left out), the form and why; no
+    dvc.lock, results or card is read (here they say something else, and are not in the answer)."""
+    head = served / "data" / "toy" / "finetune" / "model" / "head.json"
+    (served / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    (served / "reports" / "toy").mkdir(parents=True)
+    (served / "reports" / "toy" / "model_card.json").write_text('{"metrics": {"test": {"accuracy": 0.01}}}')
     health, ready, info = asyncio.run(
         calls(app_for(), [("GET", "/healthz", None), ("GET", "/readyz", None), ("GET", "/v1/model", None)])
     )
     assert health.json() == {"status": "ok"} and ready.json() == {"status": "ready"}
-    body = info.json()
-    assert body["dataset"] == "toy" and body["labels"] == ["negative", "positive"] and body["form"] == "torch"
+    meta = json.loads(head.read_text())  # the tiny model's, as its training stage writes it
+    described = {"dataset": "toy", "labels": ["negative", "positive"], "encoder": "scratch", "max_length": 16}
+    served_as = {"form": "torch", "form_reason": "asked for"}
+    assert info.json() == {**described, **{key: meta[key] for key in ("model", "temperature", "test", "digest")}, **served_as}
+    # what a head.json lacks is left out, never filled in (no temperature silently 1.0, no other model's figures)
+    head.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("model", "test")}))
+    [info] = asyncio.run(calls(app_for(), [("GET", "/v1/model", None)]))
+    assert "model" not in info.json() and "test" not in info.json() and info.json()["temperature"] == meta["temperature"]
+    student = {"model": "distill", "temperature": 1.5, "test": {"accuracy": 0.75, "f1_macro": 0.5}, "digest": "0123abcd"}
+    head.write_text(json.dumps({**meta, **student}))
+    [info] = asyncio.run(calls(app_for(), [("GET", "/v1/model", None)]))
+    assert info.json() == {**described, **student, **served_as}
+
+
+def test_tei_shapes_mean_what_they_mean_in_tei(served):
+    """A string, or a list of one string, is one text (answered with its list alone); a list of one-string lists
+    is a batch (a list per text); a flat pair of strings is a text pair, refused with a 422 saying this model scores
+    single texts, as is a pair inside a batch; three or more flat strings, or a batch with a bare string, are 422."""
+    scorer, (A, B) = scorer_for(serve_config()), TEXTS[:2]
+    requests = {
+        "string": {"inputs": A},
+        "one in a list": {"inputs": [A]},
+        "batch": {"inputs": [[A], [B]]},
+        "pair": {"inputs": [A, B]},
+        "three flat": {"inputs": ["a", "b", "c"]},
+        "pair in a batch": {"inputs": [[A], ["a", "b"]]},
+        "empty item": {"inputs": [[A], []]},
+        "bare string in a batch": {"inputs": [[A], "b"]},
+        "number first": {"inputs": [3]},
+    }
+    bodies = [("POST", "/predict", json.dumps(body).encode()) for body in requests.values()]
+    answers = asyncio.run(calls(app_for(scorer=scorer), bodies))
+    got = dict(zip(requests, answers, strict=True))
+    alone = {t: sorted(scorer.answers([t])[0]["probabilities"].items(), key=lambda kv: -kv[1]) for t in (A, B)}
+
+    def pairs(one):
+        return [(p["label"], pytest.approx(p["score"], abs=1e-6)) for p in one]
+
+    assert got["string"].status_code == got["one in a list"].status_code == got["batch"].status_code == 200
+    assert pairs(got["string"].json()) == alone[A] and pairs(got["one in a list"].json()) == alone[A]
+    assert [pairs(one) for one in got["batch"].json()] == [alone[A], alone[B]]
+    assert got["pair"].status_code == 422
+    assert "text pair [text, text]: this model scores single texts" in got["pair"].json()["error"]
+    assert got["pair in a batch"].json()["error"].startswith("inputs[1] is a text pair [text, text]: this model scores single")
+    assert got["three flat"].status_code == 422 and "flat list of 3 items" in got["three flat"].json()["error"]
+    for name in ("pair in a batch", "empty item", "bare string in a batch", "number first"):
+        assert got[name].status_code == 422, (name, got[name].text)
+
+
+def test_a_content_length_of_any_size_or_spelling_is_a_4xx(served):
+    """The declared Content-Length is checked as text before it is converted: a 5,000-digit one is a 413, one that
+    is not a number of bytes (a sign, a non-ASCII digit) a 400; never a 500 (raw ASGI: no client library rewrites it)."""
+    app = app_for(max_body_bytes=1000)
+
+    async def send(length: bytes) -> tuple[int, dict]:
+        sent, body = [], b'{"texts": ["a good film"]}'
+        messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive():
+            return next(messages, {"type": "http.disconnect"})
+
+        async def record(message):
+            sent.append(message)
+
+        headers = [(b"host", b"test"), (b"content-type", b"application/json"), (b"content-length", length)]
+        scope = {"type": "http", "method": "POST", "path": "/v1/predict", "raw_path": b"/v1/predict", "headers": headers}
+        await app({**scope, "query_string": b"", "http_version": "1.1", "scheme": "http", "root_path": ""}, receive, record)
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+    async def go():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await until_ready(client)
+            return [await send(length) for length in (b"9" * 5000, b"-1", "\u0663".encode(), b"12x", b"26")]
+
+    (huge, huge_body), (sign, _), (arabic, _), (letters, _), (right, answer) = asyncio.run(go())
+    assert huge == 413 and "Content-Length of 5000 digits" in huge_body["error"]
+    assert (sign, arabic, letters) == (400, 400, 400)
+    assert right == 200
+    assert_the_models_answer(answer["predictions"][0], "a good film")
+
+
+def test_the_server_leaves_the_scorer_as_it_is(served):
+    """Serving reads the shared scorer; it does not replace its methods or backend."""
+    scorer = scorer_for(serve_config())
+    before = dict(vars(scorer))
+    request = ("POST", "/predict", b'{"inputs": "a good film", "raw_scores": true}')
+    [response] = asyncio.run(calls(app_for(scorer=scorer), [request]))
+    assert response.status_code == 200
+    assert vars(scorer).keys() == before.keys() and all(vars(scorer)[k] is v for k, v in before.items())
 
 
 def test_an_exception_outside_the_predict_routes_is_a_counted_one_line_500(served, caplog):
@@ -573,3 +685,28 @@ def test_a_lone_surrogate_and_deeply_nested_json_are_a_400_not_a_500(served):
     assert "texts[1] has a lone surrogate" in responses[0].json()["error"]
     assert "nested too deeply" in responses[1].json()["error"]
     assert responses[-1].status_code == 200
+
+
+def test_every_malformed_body_of_the_corpus_is_a_one_line_4xx_never_a_500(served):
+    """tests/malformed/http: v1_* bodies to POST /v1/predict, tei_* to POST /predict, all at once with
+    params.yaml's limits; each a one-line 4xx, nothing counted as a 500 or unhandled, and the server goes on."""
+    corpus = sorted((REPO / "tests" / "malformed" / "http").iterdir())
+    requests = [("POST", "/v1/predict" if p.name.startswith("v1_") else "/predict", p.read_bytes()) for p in corpus]
+
+    async def go():
+        app = app_for()
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                await until_ready(client)
+                answers = await asyncio.gather(*(client.request(m, url, content=body) for m, url, body in requests))
+                after = await client.post("/v1/predict", json={"texts": ["a good film"]})
+                return answers, after, (await client.get("/metrics")).text
+
+    answers, after, exposition = asyncio.run(go())
+    for path, response in zip(corpus, answers, strict=True):
+        assert 400 <= response.status_code < 500, (path.name, response.status_code, response.text)
+        assert "\n" not in response.json()["error"], path.name
+    assert after.status_code == 200
+    samples = metric_samples(exposition)
+    assert not [k for k, v in samples.items() if v and (k[0] == "sentiment_unhandled_errors_total" or ("status", "500") in k[1])]

@@ -26,8 +26,9 @@ from sentiment.config import Section
 from sentiment.data.datasets import prob_columns
 from sentiment.data.text import has_any
 from sentiment.io import pyplot, save_figure
+from sentiment.metrics import scale
 from sentiment.models.classifier import SentimentClassifier
-from sentiment.serving.runtime import batches_of, run_batches, torch_backend
+from sentiment.models.engine import padded_batches, run_batches, torch_backend
 
 Baseline = Literal["auto", "pad", "mask", "zero"]
 
@@ -251,8 +252,7 @@ def explain_example(model: SentimentClassifier, tokenizer, text: str, max_length
     enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt", return_offsets_mapping=True)
     on = next(model.parameters()).device
     ids, mask = enc["input_ids"].to(on), enc["attention_mask"].to(on)
-    with torch.no_grad():
-        probs = torch.softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)[0].cpu().numpy()
+    probs = scale(torch_backend(model)(enc["input_ids"].numpy(), enc["attention_mask"].numpy()), 1.0)[0]
     target = int(probs.argmax())
     att = attentions(model, ids, mask)
     groups = word_groups(enc, text)
@@ -343,12 +343,11 @@ def batched_probability(
     model: SentimentClassifier, tokenizer, sequences: list[list[int]], targets: list[int], batch_size: int
 ) -> np.ndarray:
     """p(target | sequence) for token-id lists of different lengths, in the input order, scored through the
-    runtime's one batcher (length-sorted padded batches, little padding)."""
+    scoring engine's batcher (length-sorted padded batches, little padding) and its softmax."""
     if not sequences:
         return np.zeros(0)
-    logits = run_batches(torch_backend(model), batches_of(tokenizer, sequences, batch_size), len(sequences))
-    probs = torch.softmax(torch.from_numpy(logits).float(), dim=-1)  # the model's float32 logits, as it gave them
-    return probs[torch.arange(len(sequences)), torch.tensor(targets)].numpy().astype(np.float64)
+    probs = scale(run_batches(torch_backend(model), padded_batches(tokenizer, sequences, batch_size), len(sequences)), 1.0)
+    return probs[np.arange(len(sequences)), np.asarray(targets)]
 
 
 def faithfulness(

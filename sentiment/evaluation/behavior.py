@@ -23,7 +23,6 @@ from pydantic import Field, PositiveInt, ValidationError, model_validator
 from scipy import stats
 
 from sentiment.config import POLARITY_OFF, Section, UserError
-from sentiment.serving.forms import Form
 
 Kind = Literal["mft", "inv", "dir"]
 PERTURBATIONS = (
@@ -44,7 +43,6 @@ class BehaviorConfig(Section):
     """params.yaml `behavior`."""
 
     templates: str
-    form: Form  # the fine-tuned model's form under test
     max_cases: PositiveInt  # per test: a seeded sample of its template fills or test rows
     tolerance: float = Field(ge=0, le=1)  # dir: allowed move of P(label) the wrong way
     worst: PositiveInt  # failures kept per test and model, most severe first

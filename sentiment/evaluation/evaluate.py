@@ -49,9 +49,13 @@ def logits_of(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return np.log(np.clip(frame[prob_columns(names)].to_numpy(), 1e-12, 1))
 
 
-def evaluate_model(frames: dict[str, pd.DataFrame], names: list[str], cfg: EvaluateConfig, seed: int) -> dict[str, Any]:
-    """All figures for one model on dev and test; temperature fitted on dev logits, applied to both."""
-    temperature = fit_temperature(logits_of(frames["dev"], names), frames["dev"]["label"].to_numpy())
+def evaluate_model(
+    frames: dict[str, pd.DataFrame], names: list[str], cfg: EvaluateConfig, seed: int, temperature: float | None = None
+) -> dict[str, Any]:
+    """All figures for one model on dev and test; the temperature (the one the model folder carries, which serving
+    applies, else fitted here on dev logits) applied to both."""
+    if temperature is None:
+        temperature = fit_temperature(logits_of(frames["dev"], names), frames["dev"]["label"].to_numpy())
     out: dict[str, Any] = {"temperature": temperature}
     for split, frame in frames.items():
         labels, preds = frame["label"].to_numpy(), frame["pred"].to_numpy()

@@ -15,7 +15,6 @@ from pydantic import Field, PositiveInt
 from sentiment.config import Section, UserError
 from sentiment.data.hub import LOCAL_SUFFIXES, ensure_nltk, load_source
 from sentiment.metrics import accuracy_and_f1, bootstrap_interval, expected_calibration_error
-from sentiment.serving.forms import Form
 
 NLTK_PREFIX = "nltk:"
 LOCAL_SOURCES = Path("data") / "external"  # the external stage's dep for local files (not data/sources)
@@ -35,7 +34,6 @@ class ExternalSet(Section):
 class ExternalConfig(Section):
     """params.yaml `external`."""
 
-    form: Form  # the fine-tuned model's form that scores the sets
     bootstrap_resamples: int = Field(ge=1000)
     ece_bins: int = Field(ge=2)
     sets: dict[str, dict[str, ExternalSet]]  # dataset key -> set name -> set

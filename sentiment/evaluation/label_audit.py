@@ -2,7 +2,8 @@
 (`sentiment.models.out_of_fold`): the rows cleanlab ranks as likely label errors, the estimated joint of
 given and true labels and the natural error rate it implies, and how well the audit finds noise planted
 on purpose (two kinds: uniform flips, and class-conditional noise shaped like the estimated joint),
-scored by ranking figures that do not depend on natural noise and by precision beside its ceiling.
+scored on the rows the planting could choose (ranking figures, and precision and recall at a flag budget of
+as many rows as were planted), beside the ranking figures over every audited row.
 Also the audit of test labels from a model's out-of-sample test probabilities."""
 
 from __future__ import annotations
@@ -200,16 +201,9 @@ def plant_class_conditional(labels: np.ndarray, matrix: np.ndarray, count: int, 
     return noisy
 
 
-def precision_ceiling(fraction: float, natural_rate: float) -> float:
-    """The best precision a detector can have on planted rows (a `fraction` of all) when a share
-    `natural_rate` of the rest is wrong already and flagged too: f(1−e) / (f(1−e) + (1−f)e)."""
-    found = fraction * (1 - natural_rate)
-    return found / (found + (1 - fraction) * natural_rate) if found else 0.0
-
-
 def ranking(quality: np.ndarray, planted: np.ndarray) -> dict[str, float]:
     """How well a low label-quality score picks out the planted rows: AUROC, average precision, and recall
-    among the 2 × planted lowest-scored rows (the flag budget)."""
+    among the 2 × planted lowest-scored rows."""
     suspicion = -quality
     budget = min(2 * int(planted.sum()), len(quality))
     lowest = np.argsort(quality, kind="stable")[:budget]
@@ -220,23 +214,35 @@ def ranking(quality: np.ndarray, planted: np.ndarray) -> dict[str, float]:
     }
 
 
-def planted_report(flagged: np.ndarray, quality: np.ndarray, planted: np.ndarray, natural_rate: float) -> dict[str, float | int]:
-    """The audit of planted labels scored: counts, precision and recall of the flags, the precision ceiling
-    the natural error rate sets and the ratio to it, and the ranking figures."""
+def at_budget(quality: np.ndarray, planted: np.ndarray) -> dict[str, float | int]:
+    """The lowest-scored rows, as many as were planted (the flag budget), scored: the share of them that were
+    planted (precision) and the share of the planted rows among them (recall); equal at this budget, both at most 1."""
+    budget = int(planted.sum())
+    found = int(planted[np.argsort(quality, kind="stable")[:budget]].sum())
+    return {"budget": budget, "precision_at_budget": found / max(budget, 1), "recall_at_budget": found / max(budget, 1)}
+
+
+def planted_report(flagged: np.ndarray, quality: np.ndarray, planted: np.ndarray, plantable: np.ndarray) -> dict[str, Any]:
+    """The audit of planted labels scored on the `plantable` rows (those the planting could choose: rows flagged
+    on the given labels are never planted, and would count as false alarms that natural noise sets): counts,
+    the flags' precision and recall there, precision and recall at the flag budget, the ranking figures; and
+    the ranking figures over every audited row (`all_rows`, natural noise included), for comparison."""
+    if (planted & ~plantable).any():
+        raise ValueError("planted rows must be plantable")
     found = int((flagged & planted).sum())
-    fraction = float(planted.mean())
-    precision = found / max(int(flagged.sum()), 1)
-    ceiling = precision_ceiling(fraction, natural_rate)
+    flagged_plantable = int((flagged & plantable).sum())
     return {
         "planted": int(planted.sum()),
-        "fraction": round(fraction, 6),
+        "fraction": round(float(planted.mean()), 6),
+        "plantable_rows": int(plantable.sum()),
         "flagged": int(flagged.sum()),
+        "flagged_plantable": flagged_plantable,
         "found": found,
-        "precision": precision,
+        "precision": found / max(flagged_plantable, 1),
         "recall": found / max(int(planted.sum()), 1),
-        "precision_ceiling": ceiling,
-        "precision_to_ceiling": precision / ceiling if ceiling else 0.0,
-        **ranking(quality, planted),
+        **at_budget(quality[plantable], planted[plantable]),
+        **ranking(quality[plantable], planted[plantable]),
+        "all_rows": ranking(quality, planted),
     }
 
 
@@ -286,7 +292,7 @@ def audit(
         for kind in NOISE_KINDS:
             noisy = noisy_labels[kind]
             noisy_flagged, noisy_quality = issues(noisy, out_of_fold(rows, noisy, folds), cfg.filter_by)
-            report["planted"][kind] = planted_report(noisy_flagged, noisy_quality, noisy != labels, natural)
+            report["planted"][kind] = planted_report(noisy_flagged, noisy_quality, noisy != labels, eligible)
         report["planted"]["class_conditional"]["noise_matrix"] = {
             f"{names[i]}<-{names[j]}": round(float(matrix[i, j]), 6)
             for j in range(len(names))
@@ -324,26 +330,40 @@ def joint_table(joint: dict[str, dict[str, float]]) -> pd.DataFrame:
 
 
 def audit_test_labels(
-    test: pd.DataFrame, probs: np.ndarray, names: list[str], filter_by: str
+    test: pd.DataFrame, probs: np.ndarray, names: list[str], filter_by: str, baseline: tuple[str, np.ndarray] | None = None
 ) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
-    """The test labels audited by cleanlab from a model's out-of-sample test probabilities: (which rows are
-    suspect, the suspects lowest label quality first, the report: how many, and the model's accuracy on all
-    rows and with the suspects set aside). Reporting only: no test label is changed, nothing chosen on test."""
+    """The test labels audited by cleanlab from a reference model's out-of-sample test probabilities, for a
+    person to review: (which rows are suspect, the suspects lowest label quality first, with the `baseline`
+    (name, predicted labels) model's label beside the reference's, and the report: how many suspects, and how
+    many of them both models label otherwise than given). Reporting only: no test label is changed, nothing
+    chosen on test."""
     labels = test["label"].to_numpy()
     every_class = len(np.unique(labels)) == probs.shape[1]
     if every_class:
         flagged, quality = issues(labels, probs, filter_by)
     else:  # cleanlab needs rows of every class
         flagged, quality = np.zeros(len(labels), dtype=bool), np.ones(len(labels))
-    correct = probs.argmax(axis=1) == labels
     suspects = ranked_issues(test, flagged, quality, probs, names)
-    report = {
+    report: dict[str, Any] = {
         "filter_by": filter_by,
         "test_rows": len(labels),
         "suspects": int(flagged.sum()),
         "suspect_rate": float(flagged.mean()),
-        "accuracy": float(correct.mean()),
-        "accuracy_without_suspects": float(correct[~flagged].mean()) if (~flagged).any() else 0.0,
         "natural_error_rate": natural_error_rate(estimated_joint(labels, probs)) if every_class else None,
+        "baseline": None,
+        "disputed_by_both": None,
+        "disputed_by_both_share": None,
     }
+    if baseline is not None:
+        name, predicted = baseline
+        both = (probs.argmax(axis=1) != labels) & (predicted != labels)
+        positions = pd.Series(np.arange(len(test)), index=test["id"].to_numpy())[suspects["id"]].to_numpy()
+        suspects.insert(
+            suspects.columns.get_loc("suggested_label") + 1, "baseline_label", [names[i] for i in predicted[positions]]
+        )
+        report |= {
+            "baseline": name,
+            "disputed_by_both": int(both[flagged].sum()),
+            "disputed_by_both_share": float(both[flagged].mean()) if flagged.any() else None,
+        }
     return flagged, suspects, report

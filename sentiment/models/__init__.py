@@ -1,1 +1,1 @@
-"""Models: the encoder classifier, its training, the baselines, ablation cells and search."""
+"""Models: the encoder classifier, the scoring engine, its training and distillation, the baselines, ablation cells."""

@@ -120,9 +120,10 @@ def grid_search(train: pd.DataFrame, cfg: BaselineConfig, seed: int, n_classes: 
 def cv_table(search: GridSearchCV) -> pd.DataFrame:
     """One row per grid point: its params and fold scores (no timings: committed files stay reproducible)."""
     results = pd.DataFrame(search.cv_results_)
-    keep = [c for c in results.columns if c.startswith("param_") or "test_score" in c]
-    table = results[keep].rename(columns=lambda c: short_name(c.removeprefix("param_")))
-    return table.map(lambda v: "none" if v is None else v)
+    # the params from their dicts, not the param_ columns: pandas stores a None there as a missing value
+    points = [{short_name(k): "none" if v is None else v for k, v in point.items()} for point in search.cv_results_["params"]]
+    scores = results[[c for c in results.columns if "test_score" in c]]
+    return pd.concat([pd.DataFrame(points), scores], axis=1)
 
 
 # --- VADER lexicon ---------------------------------------------------------------------

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -21,6 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from sentiment.config import UserError
 from sentiment.data.hub import load_pretrained
+from sentiment.io import model_digest, write_json
 from sentiment.models.config import SCRATCH, ModelConfig, Pooling, ScratchSize
 
 
@@ -139,11 +139,14 @@ def build_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase, num_labels
 
 
 def save_classifier(model: SentimentClassifier, tokenizer: PreTrainedTokenizerBase, out: Path, meta: dict[str, Any]) -> None:
-    """Write the lean inference directory (no optimizer state)."""
+    """Write the lean inference directory (no optimizer state). head.json is what serving reads of the model:
+    pooling, labels, max_length, `meta` (which model, its dev temperature and test figures) and the digest of
+    the weight files (sentiment.io.model_digest), which bench records name."""
     model.encoder.save_pretrained(out)
     tokenizer.save_pretrained(out)
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, out / "head.safetensors")
-    (out / "head.json").write_text(json.dumps({"pooling": model.pooling, **meta}, indent=2, sort_keys=True) + "\n")
+    head = {"pooling": model.pooling, **meta, "digest": model_digest(out)}
+    write_json(out / "head.json", head)
 
 
 def load_classifier(
@@ -160,50 +163,3 @@ def load_classifier(
     model.head.load_state_dict(load_file(path / "head.safetensors"))
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model.eval().to(on or device()), tokenizer, meta
-
-
-def length_sorted_batches(sequences: list[list[int]], batch_size: int) -> list[np.ndarray]:
-    """Row indices per batch, rows sorted by length (stable) so a padded batch wastes little compute."""
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def padded_batches(
-    tokenizer: PreTrainedTokenizerBase, sequences: list[list[int]], batch_size: int
-) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """(row indices, int64 input_ids and attention_mask padded to the batch's longest row) per length-sorted
-    batch: the one batcher of every scoring path (training's predictions, the exported forms, the runtime)."""
-    batches = []
-    for rows in length_sorted_batches(sequences, batch_size):
-        padded = tokenizer.pad({"input_ids": [sequences[i] for i in rows]}, return_tensors="np")
-        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
-    return batches
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: SentimentClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    max_length: int,
-    batch_size: int = 128,
-    bf16: bool = False,
-    progress: bool = True,
-) -> np.ndarray:
-    """Logits for `texts` in their order, computed over length-sorted batches (little padding).
-
-    Trainer.predict is not used here: with length-grouped sampling it returns rows in the
-    sampler's shuffled order, and inference needs no Trainer machinery.
-    """
-    from tqdm.auto import tqdm
-
-    on = next(model.parameters()).device
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    logits = np.zeros((len(texts), model.head.out_features), dtype=np.float64)
-    model.eval()
-    for rows, batch in tqdm(padded_batches(tokenizer, encoded, batch_size), desc="predict", disable=not progress, leave=False):
-        ids, mask = (torch.from_numpy(batch[k]).to(on) for k in ("input_ids", "attention_mask"))
-        with torch.autocast(on.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(input_ids=ids, attention_mask=mask)
-        logits[rows] = out.logits.float().cpu().numpy()
-    return logits

@@ -16,12 +16,22 @@ from torch import nn
 from transformers import Trainer, set_seed
 
 from sentiment.config import Section, UserError, dataset, section, validated_seed
-from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, training_rows
+from sentiment.data.datasets import HELD_OUT, read_clean, training_rows
 from sentiment.data.text import CleanConfig
-from sentiment.metrics import accuracy_and_f1, scale
-from sentiment.models.classifier import SentimentClassifier, load_classifier, predict_logits, save_classifier
+from sentiment.metrics import accuracy_and_f1
+from sentiment.models.classifier import SentimentClassifier, load_classifier, save_classifier
 from sentiment.models.config import TrainConfig
-from sentiment.models.training import best_epoch, precision_flags, tokenize, train, trained_with, training_curves
+from sentiment.models.engine import Reading, score_logits, torch_backend
+from sentiment.models.training import (
+    best_epoch,
+    precision_flags,
+    reference_predictions,
+    served_facts,
+    tokenize,
+    train,
+    trained_with,
+    training_curves,
+)
 
 
 class DistillConfig(Section):
@@ -116,7 +126,10 @@ def distill(
     )
     max_length = int(meta["max_length"])
     start = time.perf_counter()
-    soft = predict_logits(teacher, tokenizer, frames["train"]["text"].tolist(), max_length, train_cfg.eval_batch_size, bf16)
+    # the teacher's soft labels read as training reads (truncated), under training's precision: training input
+    truncated = Reading(long_text="truncate", window_overlap=0.0)
+    texts = frames["train"]["text"].tolist()
+    soft = score_logits(torch_backend(teacher, bf16), tokenizer, texts, max_length, train_cfg.eval_batch_size, truncated)
     print(f"[distill:{key}] the teacher labelled {len(soft)} training texts in {time.perf_counter() - start:.1f}s")
     teacher_layers = teacher.encoder.config.num_hidden_layers
     del teacher
@@ -153,14 +166,13 @@ def distill(
         "train_rows": len(frames["train"]),
         "trained_with": trained_with(trainer.args),
     }
-    (out_dir / "model").mkdir(parents=True, exist_ok=True)
+    reading, scored_as = section(Reading, params, "predict"), train_cfg.model_copy(update={"max_length": max_length})
+    predictions = reference_predictions(trained, tokenizer, frames, names, scored_as, reading)
+    for split, frame in predictions.items():
+        figures[split] = accuracy_and_f1(frame["label"], frame["pred"])
     head = {"labels": names, "max_length": max_length, "base_model": meta.get("base_model"), "distilled_layers": cfg.layers}
-    save_classifier(trained, tokenizer, out_dir / "model", head)
-    predictions = {}
-    for split in HELD_OUT:
-        logits = predict_logits(trained, tokenizer, frames[split]["text"].tolist(), max_length, train_cfg.eval_batch_size, bf16)
-        predictions[split] = predictions_frame(frames[split]["id"], frames[split]["label"], scale(logits, 1.0), names, logits)
-        figures[split] = accuracy_and_f1(predictions[split]["label"], predictions[split]["pred"])
+    save_classifier(trained, tokenizer, out_dir / "model", {**head, **served_facts("distill", key, predictions, names)})
+    figures["predictions"] = predictions
     figures["curves"] = training_curves(trainer.state.log_history)
     figures["predictions"] = predictions
     return figures

@@ -18,6 +18,7 @@ from sentiment.config import Section, UserError
 from sentiment.metrics import scale
 from sentiment.models.baselines import BaselineConfig, build_pipeline, one_vs_rest
 from sentiment.models.config import ModelConfig, TrainConfig
+from sentiment.models.engine import Reading, score_logits, torch_backend
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -41,19 +42,20 @@ def sentence_embeddings(texts: list[str], cfg: EmbeddingModel) -> np.ndarray:
     from transformers import AutoModel, AutoTokenizer
 
     from sentiment.data.hub import load_pretrained
-    from sentiment.models.classifier import device, mean_pool, padded_batches
+    from sentiment.models.classifier import device, mean_pool
 
     tokenizer = load_pretrained(AutoTokenizer, cfg.name)
     on = device()
     encoder = load_pretrained(AutoModel, cfg.name).eval().to(on)
-    sequences = tokenizer(list(texts), truncation=True, max_length=cfg.max_length)["input_ids"]
-    embeddings = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
-    with torch.inference_mode():
-        for rows, batch in padded_batches(tokenizer, sequences, cfg.batch_size):
-            ids, mask = (torch.from_numpy(batch[k]).to(on) for k in ("input_ids", "attention_mask"))
-            pooled = mean_pool(encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
-            embeddings[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
-    return embeddings
+
+    @torch.inference_mode()
+    def embed(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids, mask = torch.from_numpy(input_ids).to(on), torch.from_numpy(attention_mask).to(on)
+        pooled = mean_pool(encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+        return torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+
+    truncated = Reading(long_text="truncate", window_overlap=0.0)
+    return score_logits(embed, tokenizer, list(texts), cfg.max_length, cfg.batch_size, truncated).astype(np.float32)
 
 
 def embedding_probs(embeddings: np.ndarray, labels: np.ndarray, C: float, folds: Folds, seed: int) -> np.ndarray:
@@ -78,7 +80,7 @@ def encoder_probs(
     `sentiment.models.config.TrainConfig`) on the other folds."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed  # torch loads only for this model
 
-    from sentiment.models.classifier import load_tokenizer, model_max_length, predict_logits
+    from sentiment.models.classifier import load_tokenizer, model_max_length
     from sentiment.models.training import build_trainable, tokenize, training_arguments
 
     tokenizer = load_tokenizer(model_cfg)
@@ -102,7 +104,8 @@ def encoder_probs(
             trainer.train()
         held = frame["text"].iloc[held_rows].tolist()
         batch = train_cfg.eval_batch_size
-        logits = predict_logits(model, tokenizer, held, train_cfg.max_length, batch, args.bf16, progress=False)
+        truncated = Reading(long_text="truncate", window_overlap=0.0)
+        logits = score_logits(torch_backend(model.eval(), args.bf16), tokenizer, held, train_cfg.max_length, batch, truncated)
         probs[held_rows] = scale(logits, 1.0)
         print(f"out-of-fold {fold + 1}/{len(folds)}: trained on {len(fit_rows)} rows, scored {len(held_rows)}")
     return probs

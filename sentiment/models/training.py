@@ -29,20 +29,14 @@ from transformers import (
 from transformers.utils import is_torch_bf16_gpu_available
 
 from sentiment.config import UserError, dataset, section, validated_seed
-from sentiment.data.datasets import HELD_OUT, predictions_frame, read_clean, training_rows
+from sentiment.data.datasets import HELD_OUT, logit_columns, predictions_frame, read_clean, training_rows
 from sentiment.data.text import CleanConfig
 from sentiment.io import atomic_dir, write_csv
 from sentiment.machine import cpu_flags, cpu_supports_bf16
-from sentiment.metrics import accuracy_and_f1, scale
-from sentiment.models.classifier import (
-    SentimentClassifier,
-    build_model,
-    load_tokenizer,
-    model_max_length,
-    predict_logits,
-    save_classifier,
-)
+from sentiment.metrics import accuracy_and_f1, fit_temperature, scale
+from sentiment.models.classifier import SentimentClassifier, build_model, load_tokenizer, model_max_length, save_classifier
 from sentiment.models.config import ModelConfig, TrainConfig
+from sentiment.models.engine import Reading, score_logits, torch_backend
 
 
 def is_main_process() -> bool:
@@ -277,6 +271,38 @@ def write_curves(curves: tuple[pd.DataFrame, pd.DataFrame], plots: Path) -> None
     write_csv(epochs, plots / "dev_curve.csv")
 
 
+def reference_predictions(
+    model: SentimentClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    frames: dict[str, pd.DataFrame],
+    names: list[str],
+    cfg: TrainConfig,
+    reading: Reading,
+) -> dict[str, pd.DataFrame]:
+    """Dev and test predictions of the reference form (torch fp32, whatever precision training used), through the
+    scoring engine with `predict`'s long-text reading: the figures `sentiment predict --form torch` would give."""
+    run = torch_backend(model.eval())
+    predictions = {}
+    for split in HELD_OUT:
+        frame = frames[split]
+        logits = score_logits(run, tokenizer, frame["text"].tolist(), cfg.max_length, cfg.eval_batch_size, reading)
+        predictions[split] = predictions_frame(frame["id"], frame["label"], scale(logits, 1.0), names, logits)
+    return predictions
+
+
+def served_facts(model: str, key: str, predictions: dict[str, pd.DataFrame], names: list[str]) -> dict[str, Any]:
+    """What serving reads from a model folder beside the weights: which model, the temperature fitted on dev
+    logits (sentiment.metrics.fit_temperature) and its test accuracy and F1-macro."""
+    dev, test = predictions["dev"], predictions["test"]
+    logits = dev[logit_columns(names)].to_numpy()
+    return {
+        "model": model,
+        "dataset": key,
+        "temperature": fit_temperature(logits, dev["label"].to_numpy()),
+        "test": accuracy_and_f1(test["label"], test["pred"]),
+    }
+
+
 def finetune(
     key: str,
     params: dict[str, Any],
@@ -324,24 +350,20 @@ def finetune(
         "trained_with": trained_with(trainer.args),
     }
     unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
-    (out_dir / "model").mkdir(parents=True, exist_ok=True)
+    predictions = reference_predictions(unwrapped, tokenizer, frames, names, train_cfg, section(Reading, params, "predict"))
+    for split, frame in predictions.items():
+        metrics[split] = accuracy_and_f1(frame["label"], frame["pred"])
+        write_csv(frame, out_dir / f"finetune_{split}.csv")
     save_classifier(
         unwrapped,
         tokenizer,
         out_dir / "model",
-        {"labels": names, "max_length": train_cfg.max_length, "base_model": model_cfg.name},
+        {
+            "labels": names,
+            "max_length": train_cfg.max_length,
+            "base_model": model_cfg.name,
+            **served_facts("finetune", key, predictions, names),
+        },
     )
-    for split in HELD_OUT:
-        logits = predict_logits(
-            unwrapped,
-            tokenizer,
-            frames[split]["text"].tolist(),
-            train_cfg.max_length,
-            train_cfg.eval_batch_size,
-            trainer.args.bf16,
-        )
-        frame = predictions_frame(frames[split]["id"], frames[split]["label"], scale(logits, 1.0), names, logits)
-        metrics[split] = accuracy_and_f1(frame["label"], frame["pred"])
-        write_csv(frame, out_dir / f"finetune_{split}.csv")
     metrics["curves"] = training_curves(trainer.state.log_history)
     return metrics

@@ -103,18 +103,31 @@ AUDIT_MODEL_WORDS = {"tfidf": "TF-IDF", "embeddings": "sentence-embedding", "enc
 
 def flagged_clause(audit: dict[str, Any]) -> str:
     """The label audit's finding on train, as the card and the README state it: how many rows it flags as
-    suspect, how well it ranks noise planted on purpose (AUROC), and the natural noise it estimates."""
+    suspect, how well it ranks noise planted on purpose among the rows it could plant (AUROC), and the
+    natural noise it estimates."""
     text = (
         f"the {AUDIT_MODEL_WORDS[audit['model']]} label audit flags {audit['flagged']} of {audit['rows_audited']} train rows "
         f"({audit['flagged_rate']:.1%}) as suspect"
     )
     if planted := audit.get("planted"):
         text += (
-            f"; on {planted['uniform']['fraction']:.0%} planted noise it ranks the planted rows first with AUROC "
-            f"{planted['uniform']['auroc']:.2f} (uniform flips) and {planted['class_conditional']['auroc']:.2f} "
-            "(class-conditional)"
+            f"; on {planted['uniform']['fraction']:.0%} planted noise it ranks the planted rows first among the rows it "
+            f"could plant with AUROC {planted['uniform']['auroc']:.2f} (uniform flips) and "
+            f"{planted['class_conditional']['auroc']:.2f} (class-conditional)"
         )
     return text + f"; estimated natural noise {audit['natural_error_rate']:.1%}"
+
+
+def test_suspects_clause(test: dict[str, Any]) -> str:
+    """The test-label audit as the card and the README state it: how many test labels are suspect and what
+    share of them both the reference model and the best baseline label otherwise."""
+    text = f"{test['suspects']} of {test['test_rows']} test labels suspect"
+    if test.get("baseline") and test.get("disputed_by_both_share") is not None:
+        text += (
+            f", {test['disputed_by_both_share']:.0%} of them labelled otherwise by both {test.get('reference', PRIMARY)} "
+            f"and {test['baseline']}"
+        )
+    return text
 
 
 def limitations(m: dict[str, Any], description: str | None) -> list[str]:
@@ -181,9 +194,10 @@ def dropped_label_issues(m: dict[str, Any]) -> int:
     return m["clean"]["train"]["rows"] - m["finetune"].get("train_rows", m["clean"]["train"]["rows"])
 
 
-def audit_lines(m: dict[str, Any]) -> list[str]:
-    """The label audit's paragraph: train rows flagged per class, its ranking of planted noise and precision
-    beside the ceiling natural noise sets, and the test labels the fine-tuned model disputes."""
+def audit_lines(m: dict[str, Any], key: str) -> list[str]:
+    """The label audit's paragraph: train rows flagged per class, how it finds planted noise among the rows it
+    could plant (ranking, and precision at a budget of as many rows as were planted), and the test labels the
+    fine-tuned model disputes, listed for review."""
     audit = m["label_issues"]
     per_class = ", ".join(f"{name} {r['flagged_rate']:.1%}" for name, r in audit["per_class"].items())
     folds = f"{audit['folds']}-fold{' grouped by text' if audit.get('grouped_folds') else ''}"
@@ -193,18 +207,24 @@ def audit_lines(m: dict[str, Any]) -> list[str]:
         f"{audit['flagged']} of {audit['rows_audited']} train rows ({audit['flagged_rate']:.1%}) flagged as suspect; "
         f"by given label: {per_class}; estimated natural noise {audit['natural_error_rate']:.1%}."
     ]
+    if "planted" in audit:
+        lines[0] += (
+            f" Labels are planted wrong only among the {audit['planted']['uniform']['plantable_rows']} rows not flagged "
+            "on the given labels, and scored there."
+        )
     for kind in NOISE_KINDS if "planted" in audit else ():
         planted = audit["planted"][kind]
         lines[0] += (
             f" On {planted['planted']} labels planted wrong ({kind.replace('_', '-')}), its label-quality score ranks them "
-            f"with AUROC {planted['auroc']:.3f}; its flags find {planted['recall']:.1%} at precision {planted['precision']:.1%}, "
-            f"{planted['precision_to_ceiling']:.0%} of the {planted['precision_ceiling']:.1%} the natural noise allows."
+            f"with AUROC {planted['auroc']:.3f}; of the {planted['budget']} rows it scores lowest, "
+            f"{planted['precision_at_budget']:.1%} are planted; its flags find {planted['recall']:.1%} of them at "
+            f"precision {planted['precision']:.1%}."
         )
     if test := m["evaluate"].get("test_label_audit"):
         lines.append(
-            f"Test-label audit (the same rule on the fine-tuned model's test probabilities): {test['suspects']} of "
-            f"{test['test_rows']} test labels suspect; accuracy {test['accuracy']:.4f} on all test rows (the figure to "
-            f"quote), {test['accuracy_without_suspects']:.4f} with the suspects set aside."
+            f"Test-label audit (the same rule on the fine-tuned model's test probabilities, reporting only: test figures "
+            f"stay on every row): {test_suspects_clause(test)}; the {test.get('shown', test['suspects'])} lowest in label "
+            f"quality are listed for review in `plots/{key}/evaluate/suspect_test_labels.csv`."
         )
     return lines
 
@@ -284,14 +304,31 @@ def card_json(p: CardParams, m: dict[str, Any]) -> dict[str, Any]:
             "distilled_student_test": {name: m["distill"]["test"][name] for name in ("accuracy", "f1_macro") if "distill" in m},
             "behavior_failure_rates": {name: t["failure_rate"] for name, t in m["behavior"]["models"][PRIMARY]["tests"].items()},
         },
-        "label_audit": {
-            "model": m["label_issues"]["model"],
-            "rows_audited": m["label_issues"]["rows_audited"],
-            "flagged_rate": m["label_issues"]["flagged_rate"],
-            "dropped_from_train": dropped_label_issues(m),
-        },
+        "label_audit": label_audit_json(m),
         "limitations": limitations(m, ds.description),
     }
+
+
+PLANTED_FIGURES = ("planted", "plantable_rows", "auroc", "average_precision", "recall_at_2x_budget", "budget")
+PLANTED_FIGURES += ("precision_at_budget", "recall_at_budget")
+TEST_AUDIT_FIGURES = ("test_rows", "suspects", "reference", "baseline", "disputed_by_both", "disputed_by_both_share")
+
+
+def label_audit_json(m: dict[str, Any]) -> dict[str, Any]:
+    """The card's label audit: train rows audited and flagged, the planted-noise figures on the rows that could
+    be planted, and the test labels found suspect."""
+    audit = m["label_issues"]
+    card = {
+        "model": audit["model"],
+        "rows_audited": audit["rows_audited"],
+        "flagged_rate": audit["flagged_rate"],
+        "dropped_from_train": dropped_label_issues(m),
+    }
+    if planted := audit.get("planted"):
+        card["planted"] = {kind: {k: planted[kind][k] for k in PLANTED_FIGURES} for kind in NOISE_KINDS}
+    if test := m["evaluate"].get("test_label_audit"):
+        card["test_labels"] = {k: test.get(k) for k in TEST_AUDIT_FIGURES}
+    return card
 
 
 def task(ds: DatasetConfig) -> str:
@@ -363,7 +400,7 @@ def card_markdown(p: CardParams, m: dict[str, Any], card: dict[str, Any]) -> str
         + " rows (after de-duplication and cleaning). "
         + scored_split_sentence(ds, p.split, card["data"]["test"]),
         "",
-        *audit_lines(m),
+        *audit_lines(m, p.key),
         "",
         "## Test metrics (95% bootstrap intervals)",
         "",

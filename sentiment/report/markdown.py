@@ -1,5 +1,6 @@
 """What every generated document shares: markdown tables (pandas `to_markdown`), number formats, the
-generated-block markers, params.yaml's datasets, and reading a results or record file that may not exist yet."""
+generated-block markers, params.yaml's datasets, reading a results or record file that may not exist yet, and
+the bench records of the current models."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sentiment.config import load_params
+from sentiment.config import UserError, load_params
+from sentiment.io import model_digest
+from sentiment.paths import model_dir, results_file
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+RECORDS = Path("docs") / "results"
+NO_CURRENT_RECORD = "no speed record of the current models"
 
 
 def datasets(root: Path) -> dict[str, dict[str, Any]]:
@@ -62,3 +67,46 @@ def replace_block(text: str, block: str, name: str) -> str:
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return head + block + tail
+
+
+def current_digest(root: Path, key: str, model: str) -> str | None:
+    """The digest of dataset `key`'s `model` as it stands: `model_digest` of data/<key>/<model>/model when its
+    weights are there, else the `digest` its training stage wrote to results/<key>/<model>.json; None if neither."""
+    folder = root / model_dir(key, model)
+    if folder.is_dir():
+        try:
+            return model_digest(folder)
+        except UserError:  # a folder without weights: fall back on the committed figure
+            pass
+    digest = (load(root / results_file(key, model)) or {}).get("digest")
+    return digest if isinstance(digest, str) and digest else None
+
+
+def measured_current_models(record: dict[str, Any], digests: dict[str, str | None], root: Path) -> bool:
+    """Whether a bench record measured the current models: its `models` ({"<key>/<model>": digest}) names at
+    least one and every digest equals that model's `current_digest`. Records without `models` never match.
+    `digests` caches the current digests by "<key>/<model>"."""
+    models = record.get("models")
+    if not isinstance(models, dict) or not models:
+        return False
+    for name, digest in models.items():
+        key, _, model = str(name).partition("/")
+        if not key or not model or "/" in model:
+            return False
+        if name not in digests:
+            digests[name] = current_digest(root, key, model)
+        if digests[name] is None or digest != digests[name]:
+            return False
+    return True
+
+
+def current_records(root: Path, kind: str, dataset: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """The bench records docs/results/<kind>_*.json (of `dataset`, when given) that measured the current models,
+    in name order (dated names: newest last)."""
+    digests: dict[str, str | None] = {}
+    found = []
+    for path in sorted((root / RECORDS).glob(f"{kind}_*.json")):
+        record = json.loads(path.read_text())
+        if (dataset is None or record.get("dataset") == dataset) and measured_current_models(record, digests, root):
+            found.append((path, record))
+    return found

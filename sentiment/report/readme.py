@@ -8,20 +8,29 @@ from typing import Any
 
 from sentiment.evaluation.evaluate import PRIMARY
 from sentiment.paths import results_file
-from sentiment.report.cards import FAILING, failing_tests, flagged_clause
-from sentiment.report.markdown import END, START, datasets, fmt, load, reference, replace_block, table, with_ci
-from sentiment.report.results import external_rows
+from sentiment.report.cards import FAILING, failing_tests, flagged_clause, test_suspects_clause
+from sentiment.report.markdown import (
+    END,
+    NO_CURRENT_RECORD,
+    START,
+    current_records,
+    datasets,
+    fmt,
+    load,
+    reference,
+    replace_block,
+    table,
+    with_ci,
+)
 
 
 def label_audit_summary(audit: dict[str, Any], evaluate: dict[str, Any] | None) -> str:
     """One clause: train rows the label audit flags, how it ranks planted noise, the natural noise it
-    estimates, and the test labels it finds suspect beside the accuracy without them."""
+    estimates, and the test labels it finds suspect, with the share both the reference and the best baseline
+    label otherwise."""
     text = flagged_clause(audit)
     if evaluate and (test := evaluate.get("test_label_audit")):
-        text += (
-            f"; {test['suspects']} of {test['test_rows']} test labels suspect (accuracy {test['accuracy_without_suspects']:.4f} "
-            f"with them set aside, {test['accuracy']:.4f} on all)"
-        )
+        text += f"; {test_suspects_clause(test)}"
     return text
 
 
@@ -48,20 +57,25 @@ def test_rows(key: str, root: Path) -> list[dict[str, Any]]:
 
 
 def student_clause(student: dict[str, Any], evaluate: dict[str, Any] | None, key: str, root: Path) -> str:
-    """The distilled student against its teacher on test, and its speed from the newest frontier record."""
+    """The distilled student against its teacher on test, and its speed from the newest frontier record that
+    measured the current models (or that there is none)."""
     test = student["test"]
     text = f"{len(student['layers'])}-layer student: accuracy {test['accuracy']:.4f}"
     if evaluate:
         text += f" ({test['accuracy'] - evaluate['models'][PRIMARY]['test']['accuracy']:+.4f})"
     text += f", {student['agreement_with_teacher']:.1%} agreement"
-    records = [r for f in sorted((root / "docs" / "results").glob("frontier_*.json")) if (r := load(f))["dataset"] == key]
-    if records:
-        rows = [r for r in records[-1]["rows"] if r["model"] == "distill" and r["passes_gate"]]
-        if rows:
-            best = max(rows, key=lambda r: r["speedup_vs_teacher_torch"])
-            cpu = records[-1]["machine"]["cpu"]
-            text += f", {best['form']} {best['speedup_vs_teacher_torch']:.1f}x the teacher's torch fp32 ({cpu})"
-    return text
+    speeds = []  # (speed-up of the fastest passing student form, its form, the record) from records of these models
+    for path, record in current_records(root, "frontier", key):
+        rows = [r for r in record["rows"] if r["model"] == "distill" and r["passes_gate"]]
+        speeds += [(r["speedup_vs_teacher_torch"], r["form"], path, record) for r in rows]
+    for path, record in current_records(root, "inference", key):
+        if record.get("model") == "distill" and (base := record["forms"].get("teacher_torch")):
+            rows = {f: r for f, r in record["forms"].items() if f != "teacher_torch" and r["passes_gate"]}
+            speeds += [(r["batch_sentences_per_s"] / base["batch_sentences_per_s"], f, path, record) for f, r in rows.items()]
+    if not speeds:
+        return text + f", {NO_CURRENT_RECORD}"
+    speedup, form, path, record = max(speeds, key=lambda s: (s[2].stem, s[0]))  # the newest record's fastest
+    return text + f", {form} {speedup:.1f}x the teacher's torch fp32 ({record['machine']['cpu']}, {path.stem})"
 
 
 def findings(key: str, root: Path) -> list[str]:
@@ -104,11 +118,8 @@ def headline(root: Path) -> list[str]:
         if parts := findings(key, root):
             label = f"**{key}**, {entry['description']}" if entry.get("description") else f"**{key}**"
             lines.append(f"- {label}: " + "; ".join(parts) + ".")
-    rows = [r for key in entries if (x := load(root / results_file(key, "external"))) for r in external_rows(key, x, False)]
-    rows = [r for r in rows if r["model"].startswith(PRIMARY)]  # the baselines' rows are in docs/results.md
-    if rows:
-        intro = "In the wild: the fine-tuned model on labelled sets from elsewhere (all models: docs/results.md):"
-        lines += ["", intro, "", *table(rows)]
+    if any((root / results_file(key, "external")).exists() for key in entries):
+        lines += ["", "In the wild (labelled sets from elsewhere, scored as torch fp32 and as served): docs/results.md."]
     return lines
 
 

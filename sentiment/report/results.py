@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sentiment.evaluation.evaluate import PRIMARY
+from sentiment.evaluation.label_audit import NOISE_KINDS
 from sentiment.paths import results_file
 from sentiment.report.markdown import datasets, delta, fmt, interval, load, p_value, reference, table, with_ci
 
@@ -46,6 +47,7 @@ def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
     lines += slices_section(results, quoted.get("slices")) + attention_section(results)
     lines += ablation_section(results, quoted.get("ablations")) + export_section(results)
     lines += external_section(results) + behavior_section(results) + label_audit_section(results)
+    lines += suspect_test_labels_section(evaluate, key)
     if published := quoted.get("published"):
         lines += [
             "",
@@ -82,19 +84,60 @@ def label_audit_section(results: Path) -> list[str]:
         *table(rows),
     ]
     if planted := audit.get("planted"):
-        kinds = [kind for kind, r in planted.items() if isinstance(r, dict) and "auroc" in r]
-        keep = ("planted", "flagged", "found", "precision", "precision_ceiling", "precision_to_ceiling", "recall")
-        keep += ("auroc", "average_precision", "recall_at_2x_budget")
-        lines += [
-            "",
-            f"On labels planted wrong on purpose (seed {planted['seed']}; the {planted['excluded_flagged_rows']} rows flagged "
-            f"on the given labels are never planted), beside the precision ceiling the estimated natural noise "
-            f"({audit['natural_error_rate']:.4f}) sets; AUROC, average precision and recall among the 2 × planted "
-            "lowest-scored rows rank by cleanlab's label-quality score:",
-            "",
-            *table([{"noise": kind, **{k: fmt(planted[kind][k]) for k in keep}} for kind in kinds]),
-        ]
+        lines += planted_lines(planted)
     return lines
+
+
+RANKING = (("AUROC", "auroc"), ("average precision", "average_precision"), ("recall at 2×", "recall_at_2x_budget"))
+
+
+def planted_lines(planted: dict[str, Any]) -> list[str]:
+    """The planted-noise check, both populations side by side: the ranking figures over the rows that could be
+    planted (the headline's) and over every audited row, where the rows flagged on the given labels, never
+    planted, count as false alarms; and the flags' and the budget's precision and recall on the plantable rows."""
+    rows = []
+    for kind in NOISE_KINDS:
+        r = planted[kind]
+        row = {"noise": kind, "planted": r["planted"], "plantable rows": r["plantable_rows"]}
+        for label, name in RANKING:
+            row[f"{label}, plantable"] = fmt(r[name])
+            row[f"{label}, all rows"] = fmt(r["all_rows"][name])
+        row |= {
+            "precision at budget": fmt(r["precision_at_budget"]),
+            "flags' precision": fmt(r["precision"]),
+            "flags' recall": fmt(r["recall"]),
+        }
+        rows.append(row)
+    return [
+        "",
+        f"On labels planted wrong on purpose (seed {planted['seed']}), only among the rows not flagged on the given labels "
+        f"({planted['excluded_flagged_rows']} are): ranked by cleanlab's label-quality score over those plantable rows and, "
+        "for comparison, over all audited rows, where the flagged rows, never planted and scored lowest, count as false "
+        "alarms; recall at 2× among the 2 × planted lowest-scored rows; precision at budget among as many lowest-scored "
+        "plantable rows as were planted (equal to recall there); the flags' precision and recall on the plantable rows:",
+        "",
+        *table(rows),
+    ]
+
+
+def suspect_test_labels_section(evaluate: dict[str, Any], key: str) -> list[str]:
+    """The test-label audit: suspects, the share both the reference and the best baseline label otherwise, and
+    where the list is."""
+    test = evaluate.get("test_label_audit")
+    if not test:
+        return []
+    reference, shown, both = test.get("reference", PRIMARY), test.get("shown", test["suspects"]), ""
+    if test.get("baseline") and test.get("disputed_by_both_share") is not None:
+        both = (
+            f"; {reference} and {test['baseline']} both label {test['disputed_by_both']} of them "
+            f"({test['disputed_by_both_share']:.1%}) otherwise than given"
+        )
+    return [
+        "",
+        f"Test-label audit (cleanlab `{test['filter_by']}` on {reference}'s test probabilities; "
+        f"reporting only): {test['suspects']} of {test['test_rows']} test labels suspect{both}; the {shown} lowest "
+        f"in label quality: `plots/{key}/evaluate/suspect_test_labels.csv`.",
+    ]
 
 
 def slices_section(results: Path, quoted: str | None) -> list[str]:
@@ -228,8 +271,8 @@ def external_section(results: Path) -> list[str]:
         return []
     return [
         "",
-        f"External sets (form {report['form']}, long texts: {report['long_text']}; `finetune_truncate` reads only the "
-        "first max_length tokens; ECE before → after the in-domain temperature):",
+        f"External sets (forms {', '.join(report['forms'])}, long texts: {report['long_text']}; `finetune_truncate` reads "
+        "only the first max_length tokens; ECE before → after the in-domain temperature):",
         "",
         *table(external_rows(results.name, report, full=True)),
     ]

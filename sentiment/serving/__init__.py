@@ -1,1 +1,1 @@
-"""Serving: exported forms, the runtime that scores raw text, the HTTP server."""
+"""Serving: the exported forms (registry, builders, backends), the runtime that scores raw text, the HTTP server."""

@@ -1,5 +1,6 @@
-"""The exported forms of the fine-tuned model (sentiment.serving.forms names them): a builder per form, each run
-once per export, and the scoring of every form on test against torch fp32 at each batch size the gate names.
+"""The exported forms of a trained model (sentiment.serving.forms names them): each form's builder run once per
+export, and every form scored on test against torch fp32 as serving calls it: each text alone, in length-sorted
+batches of each size the gate names, and among random neighbours of other lengths (partial batches included).
 
 Speed is measured on the CPU at hand, not here (`--form auto` times the passing forms on first use;
 bench/inference.py compares them side by side): timings are not reproducible and do not belong in metrics.
@@ -8,204 +9,129 @@ bench/inference.py compares them side by side): timings are not reproducible and
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 
-from sentiment.config import Section, section
+from sentiment.config import Section
 from sentiment.metrics import accuracy_and_f1, scale
+from sentiment.models.engine import Backend, Batches, padded_batches, run_batches
+from sentiment.serving.builders import BuildInputs
 from sentiment.serving.forms import FORMS, GateConfig, ServedBatchSize, gate_failures
-from sentiment.serving.runtime import Backend, Batches, batches_of, encode, onnx_backend, run_batches, torch_backend
 
 
 class ExportConfig(Section):
     """params.yaml `export`."""
 
-    batch_size: PositiveInt  # length-sorted dev batches that calibrate the static int8 form
+    forms: list[str] = Field(min_length=1)  # what the export stages build and gate (torch, the reference, always)
+    batch_size: PositiveInt  # length-sorted dev batches that calibrate onnxruntime's static int8 form
     calibration_rows: PositiveInt  # dev rows (the first, in the clean split's order) whose activations set int8 ranges
     batch_sizes: list[PositiveInt] = Field(min_length=1)  # test is scored at these and at serve/predict's batch sizes
     gate: GateConfig
 
+    @field_validator("forms")
+    @classmethod
+    def _known(cls, forms: list[str]) -> list[str]:
+        if unknown := [f for f in forms if f not in FORMS]:
+            raise ValueError(f"unknown forms {unknown} (sentiment/serving/forms.py: {sorted(FORMS)})")
+        return ["torch", *dict.fromkeys(f for f in forms if f != "torch")]
 
-def scored_batch_sizes(params: dict[str, Any]) -> list[int]:
+
+def scored_batch_sizes(export: ExportConfig, served: list[ServedBatchSize]) -> list[int]:
     """Batch 1, `export.batch_sizes` and the batch sizes serve and predict use: what every form is scored at."""
-    served = [section(ServedBatchSize, params, use).batch_size for use in ("serve", "predict")]
-    return sorted({1, *section(ExportConfig, params, "export").batch_sizes, *served})
+    return sorted({1, *export.batch_sizes, *(s.batch_size for s in served)})
 
 
-@dataclass(frozen=True)
-class BuildInputs:
-    """What a form's builder may read: the fp32 model and its tokenizer, and the calibration batches from dev."""
-
-    model: Any  # sentiment.models.classifier.SentimentClassifier
-    tokenizer: Any
-    calibration: Batches
-
-
-def export_onnx(target: Path, source: Path | None, inputs: BuildInputs) -> None:
-    """fp32 ONNX graph with dynamic batch and sequence axes.
-
-    The TorchScript-based exporter (dynamo=False). The dynamo exporter (torch 2.13, onnxscript
-    0.7.2, an extra dependency) exports this encoder, but onnxruntime's quantizers then fail shape
-    inference on its graph ("Inferred shape and existing shape differ").
-    """
-    import torch
-    from torch import nn
-
-    class LogitsOnly(nn.Module):
-        """The classifier with tensor-only inputs and output, as the ONNX exporter needs."""
-
-        def __init__(self, model: nn.Module):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    model = copy.deepcopy(inputs.model).cpu()
-    sample = inputs.tokenizer(["an example sentence", "a longer example sentence for tracing"], padding=True, return_tensors="pt")
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
-    torch.onnx.export(
-        LogitsOnly(model).eval(),
-        (sample["input_ids"], sample["attention_mask"]),
-        str(target),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes=axes,
-        opset_version=17,
-        dynamo=False,
-    )
-
-
-class CalibrationBatches:
-    """onnxruntime's CalibrationDataReader over the dev batches (length-sorted, padded as inference pads)."""
-
-    def __init__(self, batches: Batches):
-        self.items = iter([arrays for _, arrays in batches])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self.items, None)
-
-
-def static_int8_options(**changes: Any) -> dict[str, Any]:
-    """The static form's `onnxruntime.quantization.quantize_static` keyword arguments (QDQ, MatMul/Gemm, int8
-    per-channel weights, asymmetric uint8 activations, MinMax calibration), with `changes` applied (an
-    `extra_options` change is merged): the benches quantize their variants from this one recipe."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-
-    options: dict[str, Any] = {
-        "quant_format": QuantFormat.QDQ,
-        "per_channel": True,
-        "activation_type": QuantType.QUInt8,
-        "weight_type": QuantType.QInt8,
-        "op_types_to_quantize": ["MatMul", "Gemm"],
-        "calibrate_method": CalibrationMethod.MinMax,
-        "extra_options": {"ActivationSymmetric": False, "QuantizeBias": False},
-    }
-    extra = {**options["extra_options"], **changes.pop("extra_options", {})}
-    return {**options, **changes, "extra_options": extra}
-
-
-def quantize_static_int8(target: Path, source: Path | None, inputs: BuildInputs) -> None:
-    """onnxruntime static QDQ quantization of MatMul/Gemm (static_int8_options): int8 weights with one scale per
-    output channel, uint8 activations with fixed ranges (min/max over the dev batches). The scales do not depend
-    on what a text is batched with, so neither does its answer; int8 activations symmetric (S8S8) lost accuracy
-    where U8S8 kept it (bench/inference.py)."""
-    from onnxruntime.quantization import quantize_static
-
-    quantize_static(str(source), str(target), CalibrationBatches(inputs.calibration), **static_int8_options())
-
-
-def quantize_dynamic_int8(target: Path, source: Path | None, inputs: BuildInputs) -> None:
-    """onnxruntime dynamic int8 quantization of the MatMul/Gemm weights, one scale per output channel;
-    activations are quantized to uint8 with ranges taken from each batch (so a label can move with the batch).
-    Tensors whose type shape inference cannot tell, the outputs of fused contrib ops, are float32."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(
-        str(source),
-        str(target),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-
-
-def build_forms(inputs: BuildInputs, out: Path, forms: list[str] | None = None) -> dict[str, Backend]:
+def build_forms(inputs: BuildInputs, out: Path, forms: list[str]) -> dict[str, Backend]:
     """Write each form's file under `out` (each builder runs once, sources first) and return a backend per form."""
-    wanted = list(forms or FORMS)
     done: set[str] = set()
 
     def build(name: str) -> None:
         spec = FORMS[name]
-        if name in done or spec.build is None:
+        if name in done:
             return
         if spec.source:
             build(spec.source)
-        source = out / FORMS[spec.source].file if spec.source else None
-        globals()[spec.build](out / spec.file, source, inputs)
+        if spec.build is not None:
+            spec.build(out / spec.file, out / FORMS[spec.source].file if spec.source else None, inputs)
         done.add(name)
 
-    for name in wanted:
+    for name in forms:
         build(name)
-    return {
-        name: torch_backend(inputs.model, bf16=FORMS[name].dtype == "bf16")
-        if FORMS[name].backend == "torch"
-        else onnx_backend(out / FORMS[name].file)
-        for name in wanted
-    }
+    return {name: FORMS[name].open(out, inputs.model) for name in forms}
 
 
-def form_logits(run: Backend, tokenizer: Any, sequences: list[list[int]], batch_sizes: list[int]) -> dict[int, np.ndarray]:
-    """Logits of every row at each batch size (length-sorted batches, as predict and serve run)."""
-    return {size: run_batches(run, batches_of(tokenizer, sequences, size), len(sequences)) for size in batch_sizes}
+def neighbour_batches(tokenizer: Any, sequences: list[list[int]], batch_size: int, seed: int) -> Batches:
+    """The rows in a seeded random order, cut into batches of `batch_size` (the last one partial), each padded to
+    its longest row: texts among neighbours of other lengths, as a server's calls mix them."""
+    order = np.random.default_rng(seed).permutation(len(sequences))
+    batches = []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        padded = tokenizer.pad({"input_ids": [sequences[i] for i in rows]}, return_tensors="np")
+        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
+    return batches
 
 
-def form_figures(logits: dict[int, np.ndarray], reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Accuracy, F1-macro and agreement with torch fp32 labels (`reference`) at each batch size, the worst of each;
-    label changes and the largest probability change between batch 1 and each other size."""
+def form_logits(
+    run: Backend, tokenizer: Any, sequences: list[list[int]], batch_sizes: list[int], seed: int
+) -> dict[str, np.ndarray]:
+    """Logits of every row at each batch size (length-sorted batches, as predict runs; key "<size>") and, for each
+    size above 1, among seeded random neighbours (key "<size>_mixed")."""
+    n, logits = len(sequences), {}
+    for size in batch_sizes:
+        logits[str(size)] = run_batches(run, padded_batches(tokenizer, sequences, size), n)
+        if size > 1:
+            logits[f"{size}_mixed"] = run_batches(run, neighbour_batches(tokenizer, sequences, size, seed + size), n)
+    return logits
+
+
+def form_figures(logits: dict[str, np.ndarray], reference: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy, F1-macro and agreement with torch fp32 labels (`reference`) in each way of calling, the worst of
+    each; label changes and the largest probability change between each text alone (batch 1) and each other way."""
     by_size = {}
-    for size, z in logits.items():
+    for way, z in logits.items():
         preds = z.argmax(axis=1)
-        by_size[str(size)] = {
-            **accuracy_and_f1(labels, preds),
-            "agreement_with_torch": float((preds == reference).mean()),
-        }
-    alone, alone_probs = logits[1].argmax(axis=1), scale(logits[1], 1.0)
-    others = [size for size in logits if size != 1]
+        by_size[way] = {**accuracy_and_f1(labels, preds), "agreement_with_torch": float((preds == reference).mean())}
+    alone, alone_probs = logits["1"].argmax(axis=1), scale(logits["1"], 1.0)
+    others = [way for way in logits if way != "1"]
     return {
         **{k: min(r[k] for r in by_size.values()) for k in ("accuracy", "f1_macro", "agreement_with_torch")},
         "by_batch_size": by_size,
-        "label_changes_vs_batch_1": {str(s): int((logits[s].argmax(axis=1) != alone).sum()) for s in others},
+        "label_changes_vs_batch_1": {way: int((logits[way].argmax(axis=1) != alone).sum()) for way in others},
         "max_probability_change_vs_batch_1": max(
-            (float(np.abs(scale(logits[s], 1.0) - alone_probs).max()) for s in others), default=0.0
+            (float(np.abs(scale(logits[way], 1.0) - alone_probs).max()) for way in others), default=0.0
         ),
     }
 
 
 def score_forms(
-    backends: dict[str, Backend], tokenizer: Any, texts: list[str], labels: np.ndarray, max_length: int, batch_sizes: list[int],
+    backends: dict[str, Backend], tokenizer: Any, sequences: list[list[int]], labels: np.ndarray, batch_sizes: list[int],
     gate: GateConfig,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """export.json's figures per form (torch first, the reference): form_figures, each metric's difference from
-    torch fp32 (the worst batch size of the form against torch's at batch 1), and the gate's verdict."""
+    torch fp32 (the form's worst way of calling against torch alone), and the gate's verdict."""
     sizes = sorted({1, *batch_sizes})
-    sequences = encode(tokenizer, texts, max_length)
-    logits = {form: form_logits(run, tokenizer, sequences, sizes) for form, run in backends.items()}
-    reference = logits["torch"][1].argmax(axis=1)
+    logits = {form: form_logits(run, tokenizer, sequences, sizes, gate.neighbour_seed) for form, run in backends.items()}
+    reference = logits["torch"]["1"].argmax(axis=1)
     report = {form: form_figures(z, reference, labels) for form, z in logits.items()}
-    torch_at_1 = report["torch"]["by_batch_size"]["1"]
+    torch_alone = report["torch"]["by_batch_size"]["1"]
     for form, figures in report.items():
         for metric in ("accuracy", "f1_macro"):
-            figures[f"{metric}_delta_vs_torch"] = figures[metric] - torch_at_1[metric]
-        figures["max_abs_logit_diff_vs_torch"] = max(float(np.abs(z - logits["torch"][1]).max()) for z in logits[form].values())
+            figures[f"{metric}_delta_vs_torch"] = figures[metric] - torch_alone[metric]
+        figures["max_abs_logit_diff_vs_torch"] = max(float(np.abs(z - logits["torch"]["1"]).max()) for z in logits[form].values())
         figures["gate_failures"] = gate_failures(figures, gate)
         figures["passes_gate"] = not figures["gate_failures"]
     return report
+
+
+def default_form(report: dict[str, dict[str, Any]]) -> str:
+    """The served form whose figures the pipeline reports (behavior, external, the export headline): the first
+    passing form `auto` may pick, in the registry's order (fastest expected first), else torch. `auto` itself
+    times the passing forms on the CPU at hand."""
+    return next((f for f, spec in FORMS.items() if f != "torch" and spec.auto and report.get(f, {}).get("passes_gate")), "torch")
 
 
 def save_onnx_config(model: Any, labels: list[str], out: Path) -> None:
@@ -219,9 +145,10 @@ def save_onnx_config(model: Any, labels: list[str], out: Path) -> None:
 
 
 def file_mb(out: Path, form: str, model: Any) -> float:
-    """A form's size: its ONNX file, or the torch state dict as torch.save writes it."""
-    if FORMS[form].file is not None:
-        return (out / FORMS[form].file).stat().st_size / 2**20
+    """A form's size: its file (an OpenVINO IR's .xml and .bin), or the torch state dict as torch.save writes it."""
+    if (name := FORMS[form].file) is not None:
+        files = [out / name, *([(out / name).with_suffix(".bin")] if name.endswith(".xml") else [])]
+        return sum(f.stat().st_size for f in files) / 2**20
     import io
 
     import torch

@@ -1,6 +1,7 @@
-"""The one runtime layer every consumer scores through (`sentiment predict`, the HTTP server, the behavior and
-external stages, the benches): a backend per form, the one length-sorted batcher, and scorers built from the
-params sections the caller validated and passes in (nothing here reads params.yaml).
+"""Scorers of the trained models' served forms, for every consumer (`sentiment predict`, the HTTP server, the
+behavior and external stages, the benches): a form's backend from the registry, `auto`'s pick, and scorers that
+run texts through the one scoring engine (sentiment.models.engine), built from the params sections the caller
+validated and passes in (nothing here reads params.yaml).
 
 A scorer turns raw texts into temperature-scaled class probabilities with the pipeline's light cleaning and
 `predict`'s long-text rule; the saved baselines are scorers too, so a stage compares what users would deploy.
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,72 +21,16 @@ import numpy as np
 
 from sentiment.config import UserError
 from sentiment.data.text import CleanConfig, Cleaning, WordLists, clean_text
-from sentiment.io import read_results
-from sentiment.machine import machine_key
+from sentiment.io import model_facts, read_results, trained_model
 from sentiment.metrics import scale
-from sentiment.paths import data_dir, export_stage, model_dir, results_file
+from sentiment.models.baselines import vader_scores
+from sentiment.models.classifier import device, load_classifier
+from sentiment.models.engine import Backend, score_logits
+from sentiment.paths import data_dir, export_stage, results_file
+from sentiment.serving.backends import RUNTIME_PACKAGES, installed
 from sentiment.serving.forms import FORMS, resolve
-from sentiment.serving.long_text import PredictConfig, mean_per_text, windows
-
-# (input_ids, attention_mask) as int64 arrays -> logits
-Backend = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Batches = list[tuple[np.ndarray, dict[str, np.ndarray]]]
-
-
-def torch_backend(model: Any, bf16: bool = False) -> Backend:
-    import torch
-
-    on = next(model.parameters(), torch.empty(0)).device
-
-    @torch.inference_mode()
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        with torch.autocast(on.type, dtype=torch.bfloat16, enabled=bf16):
-            ids, mask = torch.from_numpy(input_ids).to(on), torch.from_numpy(attention_mask).to(on)
-            logits = model(input_ids=ids, attention_mask=mask).logits
-        return logits.float().cpu().numpy()
-
-    return run
-
-
-def onnx_backend(path: Path, threads: int = 0, spin: bool = True) -> Backend:
-    """An onnxruntime session, on CUDA where onnxruntime-gpu has it, else the CPU (threads 0: one per
-    physical core, onnxruntime's default). spin False: idle worker threads sleep instead of busy-waiting
-    for the next call (a server's event loop needs that core between calls)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    session = ort.InferenceSession(str(path), options, providers=providers)
-
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
-
-    return run
-
-
-def encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-
-
-def batches_of(tokenizer: Any, sequences: list[list[int]], batch_size: int) -> Batches:
-    """The one batcher (sentiment.models.classifier.padded_batches): length-sorted, padded int64 batches."""
-    from sentiment.models.classifier import padded_batches
-
-    return padded_batches(tokenizer, sequences, batch_size)
-
-
-def run_batches(run: Backend, batches: Batches, n: int) -> np.ndarray:
-    """Logits of `n` rows, each batch's rows put back in place."""
-    logits = None
-    for rows, arrays in batches:
-        out = run(arrays["input_ids"], arrays["attention_mask"])
-        if logits is None:
-            logits = np.zeros((n, out.shape[1]), dtype=np.float64)
-        logits[rows] = out
-    return np.zeros((0, 0)) if logits is None else logits
+from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.timing_cache import cache_entry, cached_timings
 
 
 def load_backend(key: str, form: str, spin: bool = True, model: str = "finetune") -> tuple[Backend, Any]:
@@ -96,32 +39,14 @@ def load_backend(key: str, form: str, spin: bool = True, model: str = "finetune"
 
     spec, path = FORMS[form], trained_model(key, model)
     if spec.backend == "torch":
-        from sentiment.models.classifier import load_classifier
-
-        model, tokenizer, _ = load_classifier(path)
-        return torch_backend(model, bf16=spec.dtype == "bf16"), tokenizer
-    onnx = data_dir(key, export_stage(model)) / spec.file
-    if not onnx.exists():
-        raise UserError(f"no exported model at {onnx}: run `dvc repro {export_stage(model)}@{key}` (or `dvc pull`) first")
-    return onnx_backend(onnx, spin=spin), AutoTokenizer.from_pretrained(path)
-
-
-def trained_model(key: str, model: str = "finetune") -> Path:
-    path = model_dir(key, model)
-    if not (path / "head.json").exists():
-        raise UserError(f"no trained model {model!r} for {key!r} at {path}: run `dvc repro {model}@{key}` first")
-    return path
-
-
-def temperature(key: str, model: str = "finetune") -> float:
-    """The temperature fitted on dev (by evaluate for the fine-tuned model, by its own stage for another), or 1.0
-    when that stage has not run."""
-    path = results_file(key, "evaluate" if model == "finetune" else model)
-    if not path.exists():
-        return 1.0
-    results = json.loads(path.read_text())
-    figures = results["models"].get(model, {}) if model == "finetune" else results
-    return float(figures.get("temperature", 1.0))
+        loaded, tokenizer, _ = load_classifier(path)
+        return spec.open(path, loaded), tokenizer
+    folder, stage = data_dir(key, export_stage(model)), export_stage(model)
+    if not (folder / spec.file).exists():
+        raise UserError(f"no exported model at {folder / spec.file}: run `dvc repro {stage}@{key}` (or `dvc pull`) first")
+    if not installed(spec.backend):
+        raise UserError(f"form {form!r} runs on {RUNTIME_PACKAGES[spec.backend]}, which is not installed (pip install it)")
+    return spec.open(folder, spin=spin), AutoTokenizer.from_pretrained(path)
 
 
 # --- auto: the fastest passing form on the CPU at hand ----------------------------------------------
@@ -130,45 +55,32 @@ TIMED_SHAPE = (8, 32)  # (texts, tokens) of the batch each candidate form is tim
 TIMED_RUNS = 5
 
 
-def timings_cache() -> Path:
-    """Where `auto`'s timings are kept, one entry per CPU and export (not a pipeline output)."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "sentiment" / "auto_timings.json"
-
-
 def measured_timings(key: str, report: Path, spin: bool, model: str = "finetune") -> Callable[[list[str]], dict[str, float]]:
-    """`forms -> seconds per timed batch`: the cached figures for this CPU and this export, else a short timing
-    (median of TIMED_RUNS calls on a TIMED_SHAPE batch after one warm-up), then cached."""
+    """`forms -> seconds per timed batch`: the cached figures for this machine, export and way of running
+    (sentiment.serving.timing_cache), else a short timing (median of TIMED_RUNS calls on a TIMED_SHAPE batch after
+    one warm-up), then cached."""
+
+    def measure(form: str) -> float:
+        run, tokenizer = load_backend(key, form, spin, model)
+        ids = np.full(TIMED_SHAPE, tokenizer.cls_token_id or 0, dtype=np.int64)
+        mask = np.ones(TIMED_SHAPE, dtype=np.int64)
+        run(ids, mask)
+        seconds = []
+        for _ in range(TIMED_RUNS):
+            start = time.perf_counter()
+            run(ids, mask)
+            seconds.append(time.perf_counter() - start)
+        return float(np.median(seconds))
 
     def timings(forms: list[str]) -> dict[str, float]:
         digest = hashlib.sha256(report.read_bytes()).hexdigest()[:16]
-        entry = f"{key}|{model}|{digest}|{machine_key()}"
-        path = timings_cache()
-        cached = json.loads(path.read_text()) if path.exists() else {}
-        known = cached.get(entry, {})
-        for form in (f for f in forms if f not in known):
-            run, tokenizer = load_backend(key, form, spin, model)
-            ids = np.full(TIMED_SHAPE, tokenizer.cls_token_id or 0, dtype=np.int64)
-            mask = np.ones(TIMED_SHAPE, dtype=np.int64)
-            run(ids, mask)
-            seconds = []
-            for _ in range(TIMED_RUNS):
-                start = time.perf_counter()
-                run(ids, mask)
-                seconds.append(time.perf_counter() - start)
-            known[form] = float(np.median(seconds))
-        cached[entry] = known
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cached, indent=1, sort_keys=True) + "\n")
-        return {f: known[f] for f in forms}
+        return cached_timings(cache_entry(key, model, digest, spin), forms, measure)
 
     return timings
 
 
 def pick_form(key: str, form: str, spin: bool = True, model: str = "finetune") -> tuple[str, str]:
     """(form, why) for `form` of `model` (`auto` measured on this CPU, see sentiment.serving.forms.resolve)."""
-    from sentiment.models.classifier import device
-
     stage = export_stage(model)
     report = results_file(key, stage)
     gpu = form == "auto" and device().type != "cpu"
@@ -227,8 +139,8 @@ class FinetuneScorer(Scorer):
         model: str = "finetune",
     ):
         self.model = model
-        self.meta: dict[str, Any] = json.loads((trained_model(key, model) / "head.json").read_text())
-        super().__init__(name, self.meta["labels"], temperature(key, model), self.scored)
+        self.meta: dict[str, Any] = model_facts(key, model)
+        super().__init__(name, self.meta["labels"], float(self.meta["temperature"]), self.scored)
         self.form, self.form_reason = pick_form(key, form, spin, model)
         self.run, self.tokenizer = load_backend(key, self.form, spin, model)
         self.cleaning, self.reading, self.batch_size = cleaning, reading, batch_size
@@ -248,9 +160,7 @@ class FinetuneScorer(Scorer):
         if not texts:
             return np.zeros((0, len(self.labels)))
         cleaned = [clean_text(t, self.cleaning) for t in texts]
-        ids, owner = windows(self.tokenizer, cleaned, self.max_length, self.reading)
-        window_logits = run_batches(self.run, batches_of(self.tokenizer, ids, self.batch_size), len(ids))
-        return mean_per_text(window_logits, owner, len(texts))
+        return score_logits(self.run, self.tokenizer, cleaned, self.max_length, self.batch_size, self.reading)
 
     def scored(self, texts: list[str]) -> Scored:
         logits = self.logits(texts)
@@ -284,8 +194,6 @@ def baseline_scorer(key: str, name: str, labels: list[str], clean: CleanConfig, 
     """`tfidf_lr` (on the baseline's normalised text) or `vader` (labels from its dev-tuned thresholds)."""
     import joblib
 
-    from sentiment.models.baselines import vader_scores
-
     path = data_dir(key, "baseline") / f"{name}.joblib"
     if not path.exists():
         raise UserError(f"no saved baseline {name!r} at {path}: run `dvc repro baseline@{key}` first")
@@ -309,11 +217,19 @@ def baseline_scorer(key: str, name: str, labels: list[str], clean: CleanConfig, 
     return Scorer(name, labels, temperature, score)
 
 
-def deployed_scorers(
-    key: str, form: str, clean: CleanConfig, words: WordLists, reading: PredictConfig, labels: list[str]
-) -> list[Scorer]:
-    """The fine-tuned model (scored in batches of `reading.batch_size`) and the best baseline evaluate picked on dev."""
-    scorers: list[Scorer] = [FinetuneScorer(key, form, clean.light(), reading, reading.batch_size)]
+def deployed_scorers(key: str, clean: CleanConfig, words: WordLists, reading: PredictConfig, labels: list[str]) -> list[Scorer]:
+    """The fine-tuned model as the reference (torch fp32, named `finetune`) and as served (export's default form,
+    named `finetune_<form>`, when that is not torch), each in batches of `reading.batch_size`, and the best
+    baseline evaluate picked on dev."""
+    served = read_results(key, "export")["default_form"]
+    light = clean.light()
+    scorers: list[Scorer] = [FinetuneScorer(key, form, light, reading, reading.batch_size, name=name) for form, name in
+                             served_forms(served)]  # fmt: skip
     if best := evaluated(key).get("best_baseline"):
         scorers.append(baseline_scorer(key, best, labels, clean, words))
     return scorers
+
+
+def served_forms(served: str) -> list[tuple[str, str]]:
+    """(form, scorer name) of the reference and, when it differs, the served default form."""
+    return [("torch", "finetune"), *([(served, f"finetune_{served}")] if served != "torch" else [])]

@@ -25,15 +25,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing, asynccontextmanager
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
 from pydantic import PositiveInt
 
 from sentiment.config import Section, UserError, load_params, section
-from sentiment.data.text import CleanConfig
-from sentiment.paths import data_dir, report_dir
+from sentiment.data.text import CleanConfig, clean_text
+from sentiment.metrics import scale
+from sentiment.models.engine import score_logits
 from sentiment.serving.forms import Form
 from sentiment.serving.inputs import lone_surrogate
 from sentiment.serving.long_text import PredictConfig
@@ -198,27 +197,57 @@ def parse_request(body: bytes, cfg: ServeConfig) -> list[str]:
 
 
 TEI_FIELDS = ("inputs", "truncate", "raw_scores", "parameters", "options")
+TEI_BATCH = '[["..."], ["..."]]'
 
 
 class TeiRequest(NamedTuple):
     texts: list[str]
-    nested: bool  # answer with a list per text even for a single text
+    nested: bool  # answer with a list per text, not a single text's list alone
     top_k: int | None  # labels per text, highest first (None: all)
     raw_scores: bool  # scores are the raw logits, not the temperature-scaled probabilities
+
+
+def tei_texts(inputs: Any) -> tuple[list[Any], bool]:
+    """(texts, is a batch) of TEI's `inputs`, read as text-embeddings-inference reads them: a string is one text,
+    and so is a list of one string; a list of two strings is a text pair; a list of lists is a batch whose
+    items are [text] or [text, text] pairs. Pairs, and any other shape, are a 422 BadRequest."""
+    if isinstance(inputs, str):
+        return [inputs], False
+    if not isinstance(inputs, list):
+        raise BadRequest(422, f"inputs must be a string or a batch {TEI_BATCH}, not {type(inputs).__name__}")
+    if not inputs:
+        raise BadRequest(422, f"inputs is empty: send a text, or a batch {TEI_BATCH}")
+    if isinstance(inputs[0], str):  # TEI: one text, a pair, or (3 or more) an error
+        if len(inputs) == 1:
+            return inputs, False
+        if len(inputs) == 2:
+            raise BadRequest(422, f"inputs is a text pair [text, text]: this model scores single texts (a batch is {TEI_BATCH})")
+        raise BadRequest(422, f"inputs is a flat list of {len(inputs)} items: send a text, or a batch {TEI_BATCH}")
+    texts = []
+    for i, item in enumerate(inputs):
+        if not isinstance(item, list):
+            raise BadRequest(422, f"inputs[{i}] is a {type(item).__name__}: each item of a batch is a list [text]")
+        if len(item) == 2:
+            raise BadRequest(422, f"inputs[{i}] is a text pair [text, text]: this model scores single texts")
+        if len(item) != 1:
+            raise BadRequest(422, f"inputs[{i}] is a list of {len(item)}: each item of a batch is a list [text]")
+        texts.append(item[0])
+    return texts, True
 
 
 def parse_tei_request(body: bytes, cfg: ServeConfig) -> TeiRequest:
     """What a POST /predict body asks for, or BadRequest with a 4xx status and a one-line reason.
 
-    TEI's form: `{"inputs": "text" | [["text"], ...], "truncate": bool, "raw_scores": bool}`; the HF
-    Inference API's: `{"inputs": "text" | ["text", ...], "parameters": {"top_k": int, "function_to_apply": ...}}`.
-    `nested`: answer a single text with a list holding its list, as the Inference API does (its clients,
-    huggingface_hub's among them, read the first list); TEI answers a single text with its list alone.
+    TEI's form: `{"inputs": "text" | [["text"], ...], "truncate": bool, "raw_scores": bool}` (see tei_texts); the HF
+    Inference API's: `{"inputs": "text", "parameters": {"top_k": int, "function_to_apply": "softmax"}}`.
+    `nested`: a batch gets a list per text; a single text gets its list alone, as TEI answers it, or a list
+    holding its list when the request has `parameters`, as the Inference API answers it (its clients,
+    huggingface_hub's among them, read the first list).
     `raw_scores`: the logits (the mean over a long text's windows) instead of the probabilities, as TEI.
     Texts are read as params.yaml `predict.long_text` says, whatever `truncate` is."""
     payload = parse_json(body)
     if not isinstance(payload, dict) or "inputs" not in payload:
-        raise BadRequest(422, 'expected a JSON object {"inputs": "..."} or {"inputs": ["...", ...]}')
+        raise BadRequest(422, f'expected a JSON object {{"inputs": "..."}} or {{"inputs": {TEI_BATCH}}}')
     if unknown := sorted(set(payload) - set(TEI_FIELDS)):
         raise BadRequest(422, f"unknown field {unknown[0]!r}; the fields are {', '.join(TEI_FIELDS)}")
     for flag in ("truncate", "raw_scores"):
@@ -234,19 +263,9 @@ def parse_tei_request(body: bytes, cfg: ServeConfig) -> TeiRequest:
         raise BadRequest(422, f"parameters.top_k must be a whole number >= 1, not {top_k!r}")
     if parameters.get("function_to_apply", "softmax") != "softmax":
         raise BadRequest(422, f"parameters.function_to_apply {parameters['function_to_apply']!r} is not served: only softmax")
-    inputs, raw = payload["inputs"], payload.get("raw_scores", False)
-    if isinstance(inputs, str):
-        return TeiRequest(checked_texts([inputs], cfg, "inputs"), "parameters" in payload, top_k, raw)
-    if not isinstance(inputs, list):
-        raise BadRequest(422, f"inputs must be a string or a list of strings, not {type(inputs).__name__}")
-    texts = []
-    for i, item in enumerate(inputs):
-        if isinstance(item, list):  # TEI's batch item: [text] (or [text, text], a pair)
-            if len(item) != 1:
-                raise BadRequest(422, f"inputs[{i}] is a list of {len(item)}: this model reads one text at a time, not pairs")
-            item = item[0]
-        texts.append(item)
-    return TeiRequest(checked_texts(texts, cfg, "inputs"), True, top_k, raw)
+    texts, batch = tei_texts(payload["inputs"])
+    nested = batch or "parameters" in payload
+    return TeiRequest(checked_texts(texts, cfg, "inputs"), nested, top_k, payload.get("raw_scores", False))
 
 
 def ranked(answer: dict[str, Any], top_k: int | None, raw_scores: bool = False) -> list[dict[str, Any]]:
@@ -256,12 +275,23 @@ def ranked(answer: dict[str, Any], top_k: int | None, raw_scores: bool = False) 
     return [{"label": label, "score": score} for label, score in scores[:top_k]]
 
 
+CONTENT_LENGTH_DIGITS = 18  # a declared body size past this many digits is refused before it is converted
+
+
 async def read_body(request, limit: int) -> bytes:
     """The request body, counted while it is read: a 413 BadRequest as soon as it passes `limit` bytes
-    (a declared Content-Length past it is refused before any byte is read)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (serve.max_body_bytes)")
+    (a declared Content-Length past it, or of over CONTENT_LENGTH_DIGITS digits, is refused before any byte is
+    read; one that is not a number of bytes is a 400)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        declared = declared.strip()
+        if not (declared.isascii() and declared.isdigit()):
+            raise BadRequest(400, f"Content-Length {declared[:40]!r} is not a number of bytes")
+        if len(declared) > CONTENT_LENGTH_DIGITS:
+            message = f"request body declares a Content-Length of {len(declared)} digits; the limit is {limit} bytes"
+            raise BadRequest(413, f"{message} (serve.max_body_bytes)")
+        if int(declared) > limit:
+            raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (serve.max_body_bytes)")
     body = bytearray()
     async with aclosing(request.stream()) as chunks:
         async for chunk in chunks:
@@ -271,28 +301,22 @@ async def read_body(request, limit: int) -> bytes:
     return bytes(body)
 
 
-def model_version(key: str, lock: Path = Path("dvc.lock")) -> str | None:
-    """The fine-tuned model's hash as dvc.lock records it (its DVC out `data/<key>/finetune`)."""
-    if not lock.exists():
-        return None
-    stage = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(f"finetune@{key}", {})
-    wanted = data_dir(key, "finetune").as_posix()
-    return next((out.get("md5") for out in stage.get("outs", []) if out.get("path") == wanted), None)
+MODEL_FIELDS = {"model": "model", "base_model": "encoder", "max_length": "max_length", "temperature": "temperature"}
 
 
 def model_info(key: str, scorer: FinetuneScorer) -> dict[str, Any]:
-    card = report_dir(key) / "model_card.json"
-    return {
-        "dataset": key,
-        "labels": scorer.labels,
-        "model": scorer.model,
-        "encoder": scorer.meta.get("base_model"),
-        "form": scorer.form,
-        "max_length": scorer.meta["max_length"],
-        "temperature": scorer.temperature,
-        "test_metrics": json.loads(card.read_text())["metrics"]["test"] if card.exists() else None,
-        "version": model_version(key),
-    }
+    """GET /v1/model: what the loaded model's head.json (`scorer.meta`) says of it (which model, its encoder,
+    max_length, dev temperature, test accuracy and F1-macro, weights digest; what it does not say is left
+    out), the dataset it serves and the form it runs in, with why."""
+    meta = scorer.meta
+    info = {"dataset": key, "labels": list(meta["labels"])}
+    info |= {name: meta[field] for field, name in MODEL_FIELDS.items() if meta.get(field) is not None}
+    test = meta.get("test")
+    if isinstance(test, dict) and (figures := {k: test[k] for k in ("accuracy", "f1_macro") if test.get(k) is not None}):
+        info["test"] = figures
+    if meta.get("digest"):
+        info["digest"] = meta["digest"]
+    return info | {"form": scorer.form, "form_reason": scorer.form_reason}
 
 
 class Metrics:
@@ -339,38 +363,29 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def answers_with_raw_scores(scorer: FinetuneScorer) -> Callable[[list[str]], list[dict[str, Any]]]:
-    """scorer.answers, each with `raw_scores`: its text's logits by label, kept from the model call the
-    answer came from (the scorer's answers are computed from its `logits`; one worker thread calls this)."""
-    logits_of, kept = scorer.logits, []
+def model_answers(scorer: FinetuneScorer, observe_call: Callable[[int], None]) -> Callable[[list[str]], list[dict[str, Any]]]:
+    """The server's predictor: one {label, label_id, probabilities, raw_scores} per text, in order, from one
+    pass of the scorer's backend over its cleaned texts (sentiment.models.engine.score_logits, as the scorer
+    reads them), each model call's rows reported to `observe_call`. The scorer itself is left as it is."""
 
-    def keeping(texts: list[str]):
-        kept.append(logits_of(texts))
-        return kept[-1]
-
-    scorer.logits = keeping
+    def run(input_ids, attention_mask):
+        observe_call(len(input_ids))
+        return scorer.run(input_ids, attention_mask)
 
     def answers(texts: list[str]) -> list[dict[str, Any]]:
-        kept.clear()
-        answered = scorer.answers(texts)
-        [logits] = kept
+        cleaned = [clean_text(t, scorer.cleaning) for t in texts]
+        logits = score_logits(run, scorer.tokenizer, cleaned, scorer.max_length, scorer.batch_size, scorer.reading)
         return [
-            {**answer, "raw_scores": dict(zip(scorer.labels, row.tolist(), strict=True))}
-            for answer, row in zip(answered, logits, strict=True)
+            {
+                "label": scorer.labels[int(p.argmax())],
+                "label_id": int(p.argmax()),
+                "probabilities": dict(zip(scorer.labels, p.tolist(), strict=True)),
+                "raw_scores": dict(zip(scorer.labels, row.tolist(), strict=True)),
+            }
+            for p, row in zip(scale(logits, scorer.temperature), logits, strict=True)
         ]
 
     return answers
-
-
-def counted_calls(scorer: FinetuneScorer, observe: Callable[[int], None]) -> None:
-    """Make the scorer report each model call's rows (it runs its backend once per call)."""
-    run = scorer.run
-
-    def observed(input_ids, attention_mask):
-        observe(len(input_ids))
-        return run(input_ids, attention_mask)
-
-    scorer.run = observed
 
 
 def one_line_errors(app, metrics: Metrics):
@@ -413,10 +428,8 @@ def create_app(scorer: FinetuneScorer, cfg: ServeConfig, info: dict[str, Any], t
 
     if token is not None and not token:
         raise UserError("the bearer token is empty")
-    batcher = ContinuousBatcher(answers_with_raw_scores(scorer), cfg.max_batch, cfg.max_queue)
     metrics = Metrics(lambda: batcher.queued)
-    batcher.observe = metrics.round.observe
-    counted_calls(scorer, metrics.call.observe)
+    batcher = ContinuousBatcher(model_answers(scorer, metrics.call.observe), cfg.max_batch, cfg.max_queue, metrics.round.observe)
     readiness: dict[str, Any] = {"status": "loading"}
 
     def error(status: int, message: str, **headers: str) -> JSONResponse:

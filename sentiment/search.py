@@ -236,7 +236,7 @@ def ran_by(study, run_id: str) -> list[int]:
 
 USAGE = """Grid or random hyper-parameter search on the light budget (outside `dvc repro`).
 
-    python -m sentiment.models.search <dataset key> [--sampler grid|random] [--trials N] [--workers N] [--resume | --restart]
+    python -m sentiment.search <dataset key> [--sampler grid|random] [--trials N] [--workers N] [--resume | --restart]
 
 The study lives in params.yaml `search.storage` (a SQLite file by default; a PostgreSQL/MySQL URL lets
 several machines run the same command with --resume). Every trial is saved as a DVC experiment
