@@ -113,13 +113,15 @@ def output_stream(target: str) -> Iterator[Any]:
     if target == "-":
         yield sys.stdout
         return
+    ours = [target]  # the files this output writes: an error naming another file (the input's) is not a write error
     try:
         with atomic_path(target) as tmp:
+            ours.append(str(tmp))
             with open(tmp, "w", encoding="utf-8", newline="") as stream:
                 yield stream
             tmp.chmod(0o666 & ~current_umask())  # a temporary file is created 0600
     except OSError as err:
-        if err.errno not in WRITE_ERRORS:
+        if err.errno not in WRITE_ERRORS or (err.filename is not None and str(err.filename) not in ours):
             raise
         raise UserError(f"cannot write {target}: {err.strerror}") from None
 

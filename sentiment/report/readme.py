@@ -22,6 +22,7 @@ from sentiment.report.markdown import (
     table,
     with_ci,
 )
+from sentiment.serving.forms import FORMS
 
 
 def label_audit_summary(audit: dict[str, Any], evaluate: dict[str, Any] | None) -> str:
@@ -66,15 +67,16 @@ def student_clause(student: dict[str, Any], evaluate: dict[str, Any] | None, key
     text += f", {student['agreement_with_teacher']:.1%} agreement"
     speeds = []  # (speed-up of the fastest passing student form, its form, the record) from records of these models
     for path, record in current_records(root, "frontier", key):
-        rows = [r for r in record["rows"] if r["model"] == "distill" and r["passes_gate"]]
+        rows = [r for r in record["rows"] if r["model"] == "distill" and r["passes_gate"] and FORMS[r["form"]].auto]
         speeds += [(r["speedup_vs_teacher_torch"], r["form"], path, record) for r in rows]
     for path, record in current_records(root, "inference", key):
         if record.get("model") == "distill" and (base := record["forms"].get("teacher_torch")):
-            rows = {f: r for f, r in record["forms"].items() if f != "teacher_torch" and r["passes_gate"]}
+            rows = {f: r for f, r in record["forms"].items() if f in FORMS and FORMS[f].auto and r["passes_gate"]}
             speeds += [(r["batch_sentences_per_s"] / base["batch_sentences_per_s"], f, path, record) for f, r in rows.items()]
     if not speeds:
         return text + f", {NO_CURRENT_RECORD}"
-    speedup, form, path, record = max(speeds, key=lambda s: (s[2].stem, s[0]))  # the newest record's fastest
+    # the newest record's fastest (records are named <kind>_<date>-...: the date, not the kind, orders them)
+    speedup, form, path, record = max(speeds, key=lambda s: (s[2].stem.split("_", 1)[1], s[0]))
     return text + f", {form} {speedup:.1f}x the teacher's torch fp32 ({record['machine']['cpu']}, {path.stem})"
 
 
