@@ -124,7 +124,7 @@ def main() -> None:
             {
                 "command": command,
                 "machine": m,
-                "models": model_digests([(key, name) for name in MODELS]),
+                "model_digests": model_digests([(key, name) for name in MODELS]),
                 "dataset": key,
                 "distill": params["distill"],
                 "rows": rows,

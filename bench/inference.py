@@ -8,7 +8,7 @@ Forms: every form of sentiment/serving/forms.py (built by its own builders, so t
 serves: torch, ONNX Runtime, OpenVINO fp32/bf16/int8), and candidates that are not served, for comparison: dynamic
 int8 with one weight scale per tensor, static QDQ with int8 (S8S8) activations. With `--model distill`, the
 teacher's torch fp32 is timed in the same run and is the 1.00x every speed is measured against. The record names
-the digest of the model files it measured (`models`), so the generated documents quote it only for those models.
+the digest of the model files it measured (`model_digests`), so the generated documents quote it only for those models.
 
 Batch size 1: p50 latency over the first `--single` test texts (tokenization included, as a request pays).
 Batched: sentences/s over all test texts in length-sorted batches (as `predict` runs), best of two passes.
@@ -208,7 +208,7 @@ def main() -> None:
         record = {
             "command": f"python bench/inference.py --dataset {args.dataset} --model {args.model}"
             + (" --exported" if args.exported else ""),
-            "models": model_digests(measured),
+            "model_digests": model_digests(measured),
             "model": args.model,
             "baseline": "teacher_torch" if args.model != "finetune" else "torch",
             "machine": {**m, "clock_ghz": clock},

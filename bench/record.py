@@ -15,7 +15,7 @@ SAVED = Path("docs/results")
 
 
 def model_digests(models: list[tuple[str, str]]) -> dict[str, str]:
-    """A record's `models`: {"<dataset key>/<model>": model_digest(data/<key>/<model>/model)} for each (key, model)
+    """A record's `model_digests`: {"<dataset key>/<model>": model_digest(data/<key>/<model>/model)} for each (key, model)
     it measured, so that the generated documents quote it only while those are the current models."""
     return {f"{key}/{model}": model_digest(model_dir(key, model)) for key, model in sorted(models)}
 

@@ -111,15 +111,16 @@ def test_speed_goals_are_judged_from_the_records(tmp_path):
     }
     student_results(tmp_path, {"finetune": "aaaa", "distill": "bbbb"})  # the committed models' digests
     record = {"machine": avx2, "dataset": "sst2", "forms": forms}
-    (results / "inference_x.json").write_text(json.dumps({**record, "models": {"sst2/finetune": "aaaa"}}))
+    (results / "inference_x.json").write_text(json.dumps({**record, "model_digests": {"sst2/finetune": "aaaa"}}))
     # the same figures from earlier models (or a record that names none) judge nothing
-    (results / "inference_old.json").write_text(json.dumps({**record, "models": {"sst2/finetune": "zzzz"}}))
+    (results / "inference_old.json").write_text(json.dumps({**record, "model_digests": {"sst2/finetune": "zzzz"}}))
     (results / "inference_unnamed.json").write_text(json.dumps(record))
     amx = {**avx2, "cpu_flags": ["avx512_vnni", "amx_int8"]}
     student = {"torch": {"batch_sentences_per_s": 200.0}, "teacher_torch": {"batch_sentences_per_s": 100.0},
                "openvino_int8": {"batch_sentences_per_s": 500.0, "passes_gate": True, **same_answers}}  # fmt: skip
+    digests = {"sst2/distill": "bbbb", "sst2/finetune": "aaaa"}
     (results / "inference_y.json").write_text(json.dumps({"machine": amx, "dataset": "sst2", "model": "distill",
-        "baseline": "teacher_torch", "forms": student, "models": {"sst2/distill": "bbbb", "sst2/finetune": "aaaa"}}))  # fmt: skip
+        "baseline": "teacher_torch", "forms": student, "model_digests": digests}))  # fmt: skip
     for part, seconds in (("part1-a", 1200.0), ("part2-b", 1800.0)):
         record = {"machine": avx2, "note": "from an empty DVC cache", "repro": {"wall_seconds": seconds, "stages": {}}}
         (results / f"repro_run-{part}.json").write_text(json.dumps(record))
@@ -147,7 +148,7 @@ def student_results(root, digests: dict[str, str]) -> None:
 
 def frontier(root, name: str, speedup: float, models: dict[str, str] | None) -> None:
     row = {"model": "distill", "form": "onnx", "passes_gate": True, "speedup_vs_teacher_torch": speedup}
-    record = {"dataset": "sst2", "machine": {"cpu": "a CPU"}, "rows": [row], **({"models": models} if models else {})}
+    record = {"dataset": "sst2", "machine": {"cpu": "a CPU"}, "rows": [row], **({"model_digests": models} if models else {})}
     (root / "docs" / "results").mkdir(parents=True, exist_ok=True)
     (root / "docs" / "results" / f"frontier_{name}.json").write_text(json.dumps(record))
 
@@ -193,5 +194,5 @@ def test_a_record_matches_only_when_every_model_it_names_is_current(tmp_path):
         "no models": ({}, False),
     }
     for case, (models, expected) in cases.items():
-        assert measured_current_models({"models": models}, {}, tmp_path) is expected, case
+        assert measured_current_models({"model_digests": models}, {}, tmp_path) is expected, case
     assert measured_current_models({}, {}, tmp_path) is False

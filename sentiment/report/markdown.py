@@ -83,10 +83,10 @@ def current_digest(root: Path, key: str, model: str) -> str | None:
 
 
 def measured_current_models(record: dict[str, Any], digests: dict[str, str | None], root: Path) -> bool:
-    """Whether a bench record measured the current models: its `models` ({"<key>/<model>": digest}) names at
-    least one and every digest equals that model's `current_digest`. Records without `models` never match.
+    """Whether a bench record measured the current models: its `model_digests` ({"<key>/<model>": digest}) names at
+    least one and every digest equals that model's `current_digest`. Records without `model_digests` never match.
     `digests` caches the current digests by "<key>/<model>"."""
-    models = record.get("models")
+    models = record.get("model_digests")
     if not isinstance(models, dict) or not models:
         return False
     for name, digest in models.items():
