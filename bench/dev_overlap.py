@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sentiment.data.datasets import SPLITS, read_clean
+from sentiment.data.datasets import read_clean
+from sentiment.paths import SPLITS
 
 
 def words_of(text: str) -> list[str]:

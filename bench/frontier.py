@@ -25,12 +25,14 @@ import torch
 from inference import batched
 
 from record import model_digests, save
-from sentiment.config import load_params, section
+from sentiment.config import Params
 from sentiment.data.datasets import read_clean, training_rows
 from sentiment.machine import describe, machine
 from sentiment.metrics import accuracy_and_f1
 from sentiment.models.classifier import SentimentClassifier, load_classifier
-from sentiment.models.distill import distill
+from sentiment.models.config import LightBudget, Recipe
+from sentiment.models.distill import DistillConfig, distill
+from sentiment.models.engine import Reading, windows
 from sentiment.paths import MODELS, model_dir
 from sentiment.serving.builders import BuildInputs
 from sentiment.serving.export import ExportConfig, build_forms, score_forms, scored_batch_sizes
@@ -40,21 +42,21 @@ PLOTS = Path("plots") / "frontier"
 
 
 def measured_forms(
-    key: str, name: str, loaded: tuple[SentimentClassifier, Any, dict[str, Any]], params: dict[str, Any], batch: int
+    key: str, name: str, loaded: tuple[SentimentClassifier, Any, dict[str, Any]], params: Params, batch: int
 ) -> list[dict[str, Any]]:
     """One row per form of the `loaded` model: test accuracy and F1-macro, sentences/s, and the gate's verdict."""
     model, tokenizer, meta = loaded
-    cfg, max_length = section(ExportConfig, params, "export"), int(meta["max_length"])
-    sizes = scored_batch_sizes(cfg, [section(ServedBatchSize, params, use) for use in ("serve", "predict")])
+    cfg, max_length = params.section(ExportConfig, "export"), int(meta["max_length"])
+    sizes = scored_batch_sizes(cfg, [params.section(ServedBatchSize, use) for use in ("serve", "predict")])
     test = read_clean(key, "test")
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
     dev = read_clean(key, "dev")["text"].tolist()[: cfg.calibration_rows]
     calibration = tokenizer(dev, truncation=True, max_length=max_length)["input_ids"]
-    sequences = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    sequences, owner = windows(tokenizer, texts, max_length, params.section(Reading, "predict"))  # as export reads test
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         backends = build_forms(BuildInputs(model, tokenizer, calibration, cfg.batch_size), Path(tmp), cfg.forms)
-        gate = score_forms(backends, tokenizer, sequences, labels, sizes, cfg.gate)
+        gate = score_forms(backends, tokenizer, sequences, labels, sizes, cfg.gate, owner)
         for form, run in backends.items():
             run(*[np.ones((1, 8), dtype=np.int64)] * 2)  # warm-up
             rate, logits = batched(run, tokenizer, texts, max_length, batch)
@@ -64,7 +66,7 @@ def measured_forms(
                     "form": form,
                     "layers": model.encoder.config.num_hidden_layers,
                     "sentences_per_s": rate,
-                    **accuracy_and_f1(labels, logits.argmax(axis=1)),
+                    **accuracy_and_f1(labels, logits.argmax(axis=1), logits.shape[1]),
                     "agreement_with_own_torch": gate[form]["agreement_with_torch"],
                     "passes_gate": gate[form]["passes_gate"],
                 }
@@ -81,24 +83,28 @@ def main() -> None:
     parser.add_argument("--save", metavar="NAME")
     args = parser.parse_args()
     key = args.dataset
-    params = load_params()
+    params = Params.load()
     m = machine()
     print(f"{describe(m)}; torch threads {torch.get_num_threads()}")
     rows = []
     for name in MODELS:
         rows += measured_forms(key, name, load_classifier(model_dir(key, name), on="cpu"), params, args.batch_size)
-    light = params["light"]
+    light, recipe = params.section(LightBudget, "light"), Recipe.of(params)
+    configured = params.section(DistillConfig, "distill")
     teacher_layers = load_classifier(model_dir(key), on="cpu")[0].encoder.config.num_hidden_layers
     for count in args.sweep:
         layers = np.linspace(0, teacher_layers - 1, count).round().astype(int).tolist()
-        swept = {**params, "distill": {**params["distill"], "layers": layers, "epochs": light["epochs"]}}
+        swept = configured.model_copy(update={"layers": layers, "epochs": light.epochs})
         with tempfile.TemporaryDirectory() as tmp:
             subset = (
                 training_rows(key, False)
                 .groupby("label", group_keys=False)
-                .sample(frac=light["train_fraction"], random_state=params["seed"])
+                .sample(frac=light.train_fraction, random_state=recipe.seed)
             )
-            figures = distill(key, swept, model_dir(key), Path(tmp), Path(tmp) / "checkpoints", train_rows=subset)
+            names, out = params.dataset(key).labels, Path(tmp)
+            figures = distill(
+                key, names, swept, recipe.train, recipe.seed, recipe.reading, subset, model_dir(key), out, out / "checkpoints"
+            )
             student = load_classifier(Path(tmp) / "model", on="cpu")
             for row in measured_forms(key, f"light_{count}_layers", student, params, args.batch_size):
                 if row["form"] in ("torch", "openvino_int8"):
@@ -126,7 +132,7 @@ def main() -> None:
                 "machine": m,
                 "model_digests": model_digests([(key, name) for name in MODELS]),
                 "dataset": key,
-                "distill": params["distill"],
+                "distill": configured.model_dump(),
                 "rows": rows,
             },
         )

@@ -30,7 +30,7 @@ SENTENCES = ["the film was not good , but the acting was great", "a lovely wonde
 
 
 def measure(family: str, mirror: Path, steps: int) -> dict[str, dict[str, float]]:
-    from sentiment.config import load_params, section
+    from sentiment.config import Params
     from sentiment.evaluation.attribution import AttentionConfig, integrated_gradients
     from sentiment.models.classifier import build_model, load_tokenizer
     from sentiment.models.config import ModelConfig
@@ -50,7 +50,7 @@ def measure(family: str, mirror: Path, steps: int) -> dict[str, dict[str, float]
         model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss.backward()
         optimizer.step()
     model.eval()
-    attention = section(AttentionConfig, load_params(Path(__file__).resolve().parents[1] / "params.yaml"), "attention")
+    attention = Params.load(Path(__file__).resolve().parents[1] / "params.yaml").section(AttentionConfig, "attention")
     results = {}
     for baseline in ("pad", "mask", "zero"):
         gaps, moves = [], []

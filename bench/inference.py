@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from record import model_digests, save
-from sentiment.config import load_params, section
+from sentiment.config import Params
 from sentiment.data.datasets import read_clean
 from sentiment.machine import clock_ghz, describe, machine
 from sentiment.models.classifier import load_classifier
-from sentiment.models.engine import Backend, padded_batches, run_batches, torch_backend
+from sentiment.models.engine import Backend, Reading, padded_batches, run_batches, torch_backend, windows
 from sentiment.paths import MODELS, data_dir, export_stage, model_dir, results_file
 from sentiment.serving.backends import onnx_backend
 from sentiment.serving.builders import BuildInputs, CalibrationBatches, static_int8_options
@@ -139,12 +139,13 @@ def main() -> None:
     model, tokenizer, meta = load_classifier(model_dir(args.dataset, args.model), on="cpu")
     test = read_clean(args.dataset, "test")
     texts, labels = test["text"].tolist(), test["label"].to_numpy()
-    params = load_params()
-    cfg = section(ExportConfig, params, "export")
-    batch_sizes = scored_batch_sizes(cfg, [section(ServedBatchSize, params, use) for use in ("serve", "predict")])
+    params = Params.load()
+    cfg = params.section(ExportConfig, "export")
+    batch_sizes = scored_batch_sizes(cfg, [params.section(ServedBatchSize, use) for use in ("serve", "predict")])
     dev = read_clean(args.dataset, "dev")["text"].tolist()[: cfg.calibration_rows]
     calibration = tokenizer(dev, truncation=True, max_length=meta["max_length"])["input_ids"]
-    sequences = tokenizer(texts, truncation=True, max_length=meta["max_length"])["input_ids"]
+    # test read as the export stage reads it (predict's long-text reading), so its gate figures and these agree
+    sequences, owner = windows(tokenizer, texts, meta["max_length"], params.section(Reading, "predict"))
     tokens = np.mean([len(ids) for ids in tokenizer(texts, truncation=True, max_length=meta["max_length"])["input_ids"]])
     flops = flops_per_token(model.encoder.config)
     clock = clock_ghz()
@@ -167,7 +168,8 @@ def main() -> None:
         runs = {name: make() for name, (make, _) in forms.items()}
         # the teacher is timed, not gated against the student
         gated = {name: run for name, run in runs.items() if name not in exported and name != "teacher_torch"}
-        gate = {**exported, **(score_forms(gated, tokenizer, sequences, labels, batch_sizes, cfg.gate) if len(gated) > 1 else {})}
+        scored = score_forms(gated, tokenizer, sequences, labels, batch_sizes, cfg.gate, owner) if len(gated) > 1 else {}
+        gate = {**exported, **scored}
         for name, (_, dtype) in forms.items():
             run = runs[name]
             run(*[np.ones((1, 8), dtype=np.int64)] * 2)  # warm-up

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from record import save
-from sentiment.config import load_params, section
+from sentiment.config import Params
 from sentiment.data.datasets import read_clean
 from sentiment.machine import describe, machine
 from sentiment.models.classifier import load_classifier
@@ -66,8 +66,8 @@ def main() -> None:
     parser.add_argument("--model", choices=MODELS, default="finetune")
     parser.add_argument("--save", metavar="NAME", help="write docs/results/int8_variants_NAME.json")
     args = parser.parse_args()
-    params = load_params()
-    cfg = section(ExportConfig, params, "export")
+    params = Params.load()
+    cfg = params.section(ExportConfig, "export")
     fp32 = data_dir(args.dataset, export_stage(args.model)) / "model.onnx"
     _, tokenizer, meta = load_classifier(model_dir(args.dataset, args.model), on="cpu")
     max_length = meta["max_length"]

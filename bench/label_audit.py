@@ -18,7 +18,7 @@ import time
 from typing import get_args
 
 from record import save
-from sentiment.config import dataset, load_params, section
+from sentiment.config import Params
 from sentiment.data.datasets import read_clean
 from sentiment.evaluation.label_audit import NOISE_KINDS, LabelIssuesConfig, audit, audited_rows
 from sentiment.machine import describe, machine
@@ -31,11 +31,11 @@ PLANTED = ("planted", "plantable_rows", "auroc", "average_precision", "recall_at
 PLANTED += ("precision", "recall", "all_rows")
 
 
-def run(key: str, params: dict, rows_wanted: int | None, models: list[str]) -> list[dict]:
+def run(key: str, params: Params, rows_wanted: int | None, models: list[str]) -> list[dict]:
     """The audit of one dataset's train rows per model, with folds grouped and ungrouped."""
-    seed = params["seed"]
-    names = dataset(params, key).labels
-    cfg = section(LabelIssuesConfig, params, "label_issues").model_copy(update={"max_rows": rows_wanted})
+    seed = params.seed
+    names = params.dataset(key).labels
+    cfg = params.section(LabelIssuesConfig, "label_issues").model_copy(update={"max_rows": rows_wanted})
     rows = audited_rows(read_clean(key, "train"), cfg, seed)
     results = []
     for model in models:
@@ -43,7 +43,7 @@ def run(key: str, params: dict, rows_wanted: int | None, models: list[str]) -> l
             model,
             seed,
             len(names),
-            baseline=section(BaselineConfig, params, "baseline"),
+            baseline=params.section(BaselineConfig, "baseline"),
             tfidf_C=cfg.tfidf_C,
             embeddings=cfg.embeddings,
             encoder=cfg.encoder.model,
@@ -77,7 +77,7 @@ def main() -> None:
     )
     parser.add_argument("--save", metavar="NAME", help="write docs/results/label_audit_NAME.json")
     args = parser.parse_args()
-    params = load_params()
+    params = Params.load()
     results = [r for key in args.datasets for r in run(key, params, args.rows, args.models)]
     m = machine()
     print(describe(m))

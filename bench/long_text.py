@@ -15,13 +15,14 @@ import time
 import numpy as np
 
 from record import save
-from sentiment.config import load_params, section
+from sentiment.config import Params
 from sentiment.data.text import CleanConfig
 from sentiment.evaluation.external import ExternalSet, read_set
 from sentiment.machine import machine
 from sentiment.metrics import bootstrap_interval
+from sentiment.models.engine import windows
 from sentiment.serving.forms import FORM_CHOICES
-from sentiment.serving.long_text import PredictConfig, windows
+from sentiment.serving.long_text import PredictConfig
 from sentiment.serving.runtime import FinetuneScorer
 
 
@@ -35,13 +36,13 @@ def main() -> None:
     args = parser.parse_args()
     labels_of = {"neg": "negative", "pos": "positive"}
     spec = ExternalSet(source="nltk:movie_reviews", label_map=labels_of, max_rows=args.reviews)
-    params = load_params()
-    predict = section(PredictConfig, params, "predict")
+    params = Params.load()
+    predict = params.section(PredictConfig, "predict")
     modes = {
         "truncate": predict.model_copy(update={"long_text": "truncate", "batch_size": 64}),
         "chunk": predict.model_copy(update={"long_text": "chunk", "window_overlap": args.overlap, "batch_size": 64}),
     }
-    cleaning = section(CleanConfig, params, "clean").light()
+    cleaning = params.section(CleanConfig, "clean").light()
     predictors = {mode: FinetuneScorer(args.dataset, args.form, cleaning, reading, 64) for mode, reading in modes.items()}
     names = predictors["chunk"].labels
     frame, _ = read_set("movie_reviews", spec, names, seed=0)
@@ -56,7 +57,7 @@ def main() -> None:
         n_windows = len(windows(predictor.tokenizer, texts, predictor.meta["max_length"], modes[mode])[0])
         results[mode] = {
             "accuracy": float(np.mean(preds == labels)),
-            "accuracy_ci95": bootstrap_interval(labels, preds, "accuracy", 1000, 0),
+            "accuracy_ci95": bootstrap_interval(labels, preds, "accuracy", len(predictor.meta["labels"]), 1000, 0),
             "seconds": min(seconds),
             "windows": n_windows,
             "reviews_per_s": len(texts) / min(seconds),

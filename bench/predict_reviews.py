@@ -54,11 +54,11 @@ def one(dataset: str, form: str, batch_size: str, source: Path, target: Path) ->
 def default_run() -> str:
     """`sentiment predict`'s defaults as a run: FORM:BATCH_SIZE (the batch size params.yaml `predict` sets)."""
     from sentiment.cli import parser
-    from sentiment.config import load_params, section
+    from sentiment.config import Params
     from sentiment.serving.long_text import PredictConfig
 
     args = parser().parse_args(["predict"])
-    return f"{args.form}:{section(PredictConfig, load_params(), 'predict').batch_size}"
+    return f"{args.form}:{Params.load().section(PredictConfig, 'predict').batch_size}"
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ GPU a small encoder leaves it mostly idle, so several runs share it well; on a 2
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import tempfile
@@ -34,7 +33,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from sentiment.config import UserError, load_params
+from sentiment.config import Params, UserError
+from sentiment.models.config import Recipe
 from sentiment.stage import fail
 
 
@@ -50,22 +50,6 @@ def parse_config(text: str) -> tuple[str, dict[str, Any]]:
             raise UserError(f"invalid override {item!r} in --config {text!r}: expected section.key=value")
         overrides[key] = yaml.safe_load(value)
     return name, overrides
-
-
-def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of params with dotted keys set; an unknown key is an error, as with `dvc exp run -S`."""
-    out = copy.deepcopy(params)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                break
-        if not isinstance(node, dict) or leaf not in node:
-            raise UserError(f"unknown param {dotted!r}")
-        node[leaf] = value
-    return out
 
 
 SCORES = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro", "seconds"]
@@ -107,11 +91,11 @@ def run_one(key: str, name: str, overrides: dict[str, Any], seed: int, threads: 
     log = Path(log_dir) / f"{key}_{name}_{seed}.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fd, 1), os.dup2(fd, 2)
-    params = apply_overrides(load_params(), {**overrides, "seed": seed})
+    params = Params.load().with_values({**overrides, "seed": seed})
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         # finetune() leaves out the rows label_issues flags itself when clean.drop_label_issues is true
-        metrics = finetune(key, params, Path(tmp) / "out", Path(tmp) / "checkpoints")
+        metrics = finetune(key, params.dataset(key).labels, Recipe.of(params), Path(tmp) / "out", Path(tmp) / "checkpoints")
     return {
         "dataset": key,
         "config": name,
@@ -140,9 +124,9 @@ def main(argv: list[str]) -> None:
     configs = [parse_config(text) for text in args.config]
     if args.baseline is not None and args.baseline not in {name for name, _ in configs}:
         raise UserError(f"--baseline {args.baseline!r} is not one of the --config names")
-    params = load_params()
-    for _, overrides in configs:  # fail on a bad key before any training starts
-        apply_overrides(params, overrides)
+    params = Params.load()
+    for _, overrides in configs:  # fail on a bad key or value before any training starts
+        Recipe.of(params.with_values(overrides))
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     jobs = [(name, overrides, seed) for seed in args.seeds for name, overrides in configs]
     log_dir = args.logs or Path(tempfile.mkdtemp(prefix="seed_study_"))

@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 
 from record import save
-from sentiment.config import load_params, section
+from sentiment.config import Params
 from sentiment.data.datasets import read_clean
 from sentiment.data.text import CleanConfig
 from sentiment.machine import describe, machine
@@ -141,14 +141,14 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("error: wrk not found (Debian: apt-get install wrk)")
-    params = load_params()
-    cfg = section(ServeConfig, params, "serve")
+    params = Params.load()
+    cfg = params.section(ServeConfig, "serve")
     texts = read_clean(args.dataset, "test")["text"].tolist()
-    reading = section(PredictConfig, params, "predict")
-    predictor = FinetuneScorer(args.dataset, args.form, section(CleanConfig, params, "clean").light(), reading, 64)
+    reading = params.section(PredictConfig, "predict")
+    predictor = FinetuneScorer(args.dataset, args.form, params.section(CleanConfig, "clean").light(), reading, 64)
     offline, single_ms = offline_rates(predictor, texts)
     rounds = round_rates(predictor, texts, min(32, cfg.max_batch), cfg.batch_size)
-    sizes = scored_batch_sizes(section(ExportConfig, params, "export"), [cfg, section(ServedBatchSize, params, "predict")])
+    sizes = scored_batch_sizes(params.section(ExportConfig, "export"), [cfg, params.section(ServedBatchSize, "predict")])
     dependent = batch_dependence(predictor, texts, sizes)
     port = free_port()
     cmd = [sys.executable, "-m", "sentiment.cli", "serve", "--dataset", args.dataset, "--form", predictor.form]

@@ -29,8 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from sentiment.config import dataset as dataset_config
-from sentiment.config import load_params, section, validated_seed
+from sentiment.config import Params
 from sentiment.data.datasets import read_clean
 from sentiment.models.classifier import load_tokenizer
 from sentiment.models.config import ModelConfig
@@ -86,7 +85,7 @@ def epoch_tokens_per_example(lengths: list[int], batch_size: int, seed: int) -> 
 
 
 def measure(
-    params: dict,
+    params: Params,
     dataset: str,
     frame,
     *,
@@ -96,10 +95,10 @@ def measure(
     compile: bool = False,
     profiler: profile | None = None,
 ) -> Throughput:
-    model_cfg = section(ModelConfig, params, "model")
-    train_cfg = section(TrainConfig, params, "train").model_copy(update={"torch_compile": compile})
+    model_cfg = params.section(ModelConfig, "model")
+    train_cfg = params.section(TrainConfig, "train").model_copy(update={"torch_compile": compile})
     tokenizer = load_tokenizer(model_cfg)
-    names = dataset_config(params, dataset).labels
+    names = params.dataset(dataset).labels
     if reference:
         data = tokenize(frame, tokenizer, 128)
         features = [c for c in data.column_names if c != "labels"]
@@ -141,9 +140,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     parser.add_argument("--profile", action="store_true", help="print an operator breakdown of our timed steps")
     args = parser.parse_args()
-    params = load_params()
-    train, train_cfg = read_clean(args.dataset, "train"), section(TrainConfig, params, "train")
-    model_cfg = section(ModelConfig, params, "model")
+    params = Params.load()
+    train, train_cfg = read_clean(args.dataset, "train"), params.section(TrainConfig, "train")
+    model_cfg = params.section(ModelConfig, "model")
     frame = train.sample(4000, random_state=0)
     flags = precision_flags(train_cfg.precision)
     ours_label = "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
@@ -163,7 +162,7 @@ def main() -> None:
         f" x {ours.tokens_per_second / ref.tokens_per_second:.2f}x more tokens/s"
     )
     lengths = tokenize(train, load_tokenizer(model_cfg), train_cfg.max_length)["length"]
-    epoch_tokens = epoch_tokens_per_example(lengths, train_cfg.batch_size, validated_seed(params))
+    epoch_tokens = epoch_tokens_per_example(lengths, train_cfg.batch_size, params.seed)
     print(
         f"a whole epoch of all {len(lengths)} {args.dataset} train rows ({sum(lengths) / len(lengths):.1f} tokens on average)"
         f" pads to {epoch_tokens:.1f} tokens/example:"

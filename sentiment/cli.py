@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentiment.config import PARAMS_FILE, UserError, load_params, section
+from sentiment.config import PARAMS_FILE, Params, UserError
 from sentiment.data.text import CleanConfig, Cleaning, clean_text
 from sentiment.io import atomic_path, model_facts, trained_model
 from sentiment.metrics import scale
-from sentiment.models.engine import Reading, score_logits, torch_backend
+from sentiment.models.engine import score_logits, torch_backend
 from sentiment.paths import MODELS
 from sentiment.serving.forms import FORM_CHOICES
 from sentiment.serving.inputs import CHUNK, FORMATS, decode, input_rows
@@ -129,7 +129,8 @@ def output_stream(target: str) -> Iterator[Any]:
 def cmd_serve(args: argparse.Namespace) -> None:
     from sentiment.serving.server import serve
 
-    serve(args.dataset or first_dataset(), args.form, args.host, args.port, args.model)
+    params = command_params()
+    serve(params, args.dataset or first_dataset(params), args.form, args.host, args.port, args.model)
 
 
 def current_umask() -> int:
@@ -138,14 +139,18 @@ def current_umask() -> int:
     return mask
 
 
-def checkout_params() -> dict[str, Any]:
-    """params.yaml, or nothing outside a checkout."""
-    return load_params() if PARAMS_FILE.exists() else {}
+def command_params() -> Params:
+    """params.yaml of the working directory (a checkout, or a project of the user's); elsewhere the pipeline's own
+    beside this code, whose sections say how its models were trained and read text."""
+    for path in (PARAMS_FILE, PIPELINE_PARAMS):
+        if path.exists():
+            return Params.load(path)
+    raise UserError(f"no params.yaml here or at {PIPELINE_PARAMS}: run the command in a checkout")
 
 
-def cleaning(params: dict[str, Any]) -> Cleaning:
-    """The pipeline's light cleaning (params.yaml `clean`; its defaults outside a checkout)."""
-    return section(CleanConfig, params, "clean").light() if "clean" in params else Cleaning()
+def cleaning(params: Params) -> Cleaning:
+    """The pipeline's light cleaning (params.yaml `clean`)."""
+    return params.section(CleanConfig, "clean").light()
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -157,11 +162,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     with input_rows(args.input, args.input_format, args.text_column, args.id_column) as rows:
         rows.check()
-        params = load_params()
+        params = command_params()
         overrides = {k: v for k, v in (("long_text", args.long_text), ("batch_size", args.batch_size)) if v}
-        reading = section(PredictConfig, params, "predict").model_copy(update=overrides)
+        reading = params.section(PredictConfig, "predict").model_copy(update=overrides)
         fmt = args.output_format or ("jsonl" if args.output.endswith((".jsonl", ".json")) else "csv")
-        dataset = args.dataset or first_dataset()
+        dataset = args.dataset or first_dataset(params)
         with no_loading_bar():
             scorer = FinetuneScorer(
                 dataset, args.form, cleaning(params), reading, reading.batch_size, model=args.model or reading.model
@@ -187,17 +192,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{totals['long']} texts longer than the model's max_length were scored in overlapping windows", file=sys.stderr)
 
 
-def attention_config(ig_steps: int | None):
-    """params.yaml `attention` (IG baseline, steps, tolerance); where the working directory's params.yaml has none
-    (outside a checkout), the pipeline's own beside this code: the section has no defaults of its own."""
+def attention_config(params: Params, ig_steps: int | None):
+    """params.yaml `attention` (IG baseline, steps, tolerance) for one text: the last layer's maps."""
     from sentiment.evaluation.attribution import AttentionConfig
 
-    params = checkout_params()
-    if "attention" not in params:
-        if not PIPELINE_PARAMS.exists():
-            raise UserError(f"no params.yaml with an attention section here or at {PIPELINE_PARAMS}: run explain in a checkout")
-        params = load_params(PIPELINE_PARAMS)
-    cfg = section(AttentionConfig, params, "attention")
+    cfg = params.section(AttentionConfig, "attention")
     return cfg.model_copy(update={"layers": [-1], **({"ig_steps": ig_steps} if ig_steps else {})})
 
 
@@ -212,18 +211,18 @@ def cmd_explain(args: argparse.Namespace) -> None:
         text = args.text
     else:
         raise UserError("give a text or --file")
-    text = clean_text(text.strip(), cleaning(checkout_params()))
+    params = command_params()
+    reading = params.section(PredictConfig, "predict")
+    text = clean_text(text.strip(), cleaning(params))
     if not text:
         raise UserError("the text is empty after cleaning")
-    args.dataset = args.dataset or first_dataset()
-    params = checkout_params()
-    chosen = args.model or (section(PredictConfig, params, "predict").model if "predict" in params else "finetune")
+    args.dataset = args.dataset or first_dataset(params)
+    chosen = args.model or reading.model
     model, tokenizer, meta = load_model(args.dataset, chosen, need_attention_weights=True)
-    result = explain_example(model, tokenizer, text, meta["max_length"], attention_config(args.ig_steps))
+    result = explain_example(model, tokenizer, text, meta["max_length"], attention_config(params, args.ig_steps))
     names = meta["labels"]
     # the prediction as `predict --form torch` answers it: the scoring engine's logits (windows as predict reads a
     # long text; the maps above explain its first window), the model's dev temperature, the one softmax
-    reading = section(Reading, params if "predict" in params else load_params(PIPELINE_PARAMS), "predict")
     logits = score_logits(torch_backend(model), tokenizer, [text], meta["max_length"], 1, reading)
     probs = scale(logits, float(model_facts(args.dataset, chosen)["temperature"]))[0]
     print(f"prediction: {names[int(probs.argmax())]}")
@@ -286,12 +285,11 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def first_dataset() -> str:
+def first_dataset(params: Params) -> str:
     """The first dataset of params.yaml: the default model when --dataset is not given."""
-    datasets = load_params().get("datasets") or {}
-    if not datasets:
+    if not params.dataset_keys:
         raise UserError("params.yaml lists no datasets: pass --dataset")
-    return next(iter(datasets))
+    return params.dataset_keys[0]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,16 @@
-"""params.yaml: reading it, and validating a section into a typed config before any work starts.
+"""params.yaml: parsed once into `Params`, whose typed sections a program reads at its start, before any work.
 
-Each section is a pydantic model kept beside the code that uses it (`TrainConfig` in
-`sentiment.models.training`, `EvaluateConfig` in `sentiment.evaluation.evaluate`, …), so changing one section's
-rules reruns only the stages that read it. `section()` turns pydantic's errors into one line that
-names the param, its value and what was expected, as run_glue validates its arguments up front.
+Each section is a pydantic model kept beside the code that uses it (`TrainConfig` in `sentiment.models.config`,
+`EvaluateConfig` in `sentiment.evaluation.evaluate`, …), so changing one section's rules reruns only the stages
+that read it (one model registry here would make every stage depend on every section's module). Library functions
+take the sections they use; only this module and the stage skeleton (sentiment.stage) hold the parsed mapping.
+A bad value is one line naming the param, its value and what was expected, as run_glue validates its arguments
+up front.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -50,10 +53,15 @@ def _value_at(data: Any, loc: tuple[Any, ...]) -> Any:
 
 def section(model: type[S], params: dict[str, Any], name: str) -> S:
     """params[name] validated as `model`, or a one-line UserError naming the first bad value."""
-    path = name.split(".")
-    data = _value_at(params, tuple(path))
+    data = _value_at(params, tuple(name.split(".")))
     if data is None:
         raise UserError(f"params.yaml has no section {name!r}")
+    return validated(model, data, name)
+
+
+def validated(model: type[S], data: Any, name: str) -> S:
+    """`data` validated as `model`, the section params.yaml calls `name`, or a one-line UserError naming the
+    first bad value."""
     try:
         return model.model_validate(data)
     except ValidationError as err:
@@ -64,7 +72,7 @@ def section(model: type[S], params: dict[str, Any], name: str) -> S:
         raise UserError(f"invalid param {where}{shown}: {first['msg']}") from None
 
 
-def validated_seed(params: dict[str, Any]) -> int:
+def _validated_seed(params: dict[str, Any]) -> int:
     """params.yaml's top-level `seed` (models and resampling; split has its own), or a one-line UserError."""
     if "seed" not in params:
         raise UserError("params.yaml has no seed")
@@ -106,9 +114,55 @@ class DatasetConfig(Section):
         return labels
 
 
-def dataset(params: dict[str, Any], key: str) -> DatasetConfig:
-    """The validated `datasets.<key>` section, or a one-line error naming the unknown key."""
-    datasets = params.get("datasets") or {}
-    if key not in datasets:
-        raise UserError(f"unknown dataset key {key!r} (params.yaml datasets: {sorted(datasets)})")
-    return section(DatasetConfig, params, f"datasets.{key}")
+class Params:
+    """params.yaml parsed once: its typed sections, each validated on its first read and reused after."""
+
+    def __init__(self, data: dict[str, Any]):
+        self._data = data
+        self._read: dict[tuple[type, str], Section] = {}
+        self.keys_read: set[str] = set()  # the params read so far, as dvc.yaml names them (`export`, `predict.batch_size`)
+
+    @classmethod
+    def load(cls, path: Path = PARAMS_FILE) -> Params:
+        return cls(load_params(path))
+
+    def with_values(self, values: dict[str, Any]) -> Params:
+        """A copy with dotted keys set (`{"train.learning_rate": 1e-4}`), as `dvc exp run -S` sets them; an unknown
+        key is a one-line error."""
+        data = copy.deepcopy(self._data)
+        for dotted, value in values.items():
+            *parents, leaf = dotted.split(".")
+            node = _value_at(data, tuple(parents))
+            if not isinstance(node, dict) or leaf not in node:
+                raise UserError(f"unknown param {dotted!r}")
+            node[leaf] = value
+        return Params(data)
+
+    def __contains__(self, name: str) -> bool:
+        return _value_at(self._data, tuple(name.split("."))) is not None
+
+    def section(self, model: type[S], name: str) -> S:
+        """`name` (dotted for a nested one) validated as `model`, or a one-line UserError naming the first bad value."""
+        if (model, name) not in self._read:
+            self._read[model, name] = section(model, self._data, name)
+            # a model that ignores unknown keys reads only its fields; one that forbids them, the whole section
+            whole = model.model_config.get("extra") == "forbid"
+            self.keys_read |= {name} if whole else {f"{name}.{field}" for field in model.model_fields}
+        return self._read[model, name]  # type: ignore[return-value]
+
+    @property
+    def seed(self) -> int:
+        """The top-level `seed` (models and resampling; split has its own)."""
+        self.keys_read.add("seed")
+        return _validated_seed(self._data)
+
+    @property
+    def dataset_keys(self) -> list[str]:
+        """The `datasets` keys, in params.yaml's order."""
+        return list(self._data.get("datasets") or {})
+
+    def dataset(self, key: str) -> DatasetConfig:
+        """The validated `datasets.<key>` section, or a one-line error naming the unknown key."""
+        if key not in self.dataset_keys:
+            raise UserError(f"unknown dataset key {key!r} (params.yaml datasets: {sorted(self.dataset_keys)})")
+        return self.section(DatasetConfig, f"datasets.{key}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,10 +122,17 @@ def write_parquet(df: pd.DataFrame, path: Path | str) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def noted_read(path: Path | str) -> None:
+    """Announce a read that native code makes (pyarrow, safetensors, ONNX Runtime, OpenVINO), which Python's own
+    `open` audit event does not see, to a read trace (sentiment.stage.ReadTrace); nothing happens without one."""
+    sys.audit("sentiment.read", str(path))
+
+
 def read_parquet(path: Path | str, columns: list[str] | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise UserError(f"missing input file: {path} (run `dvc repro` to build it)")
+    noted_read(path)
     return pd.read_parquet(path, columns=columns)
 
 

@@ -23,17 +23,19 @@ from sklearn.metrics import (
 )
 
 
-def f1_macro(labels: np.ndarray, preds: np.ndarray) -> float:
-    return float(f1_score(labels, preds, average="macro", zero_division=0))
+def f1_macro(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> float:
+    """Macro-averaged F1 over the label list (classes 0..n_classes-1); a class neither in `labels` nor in `preds`
+    scores 0, as every F1-macro of the pipeline counts it."""
+    return float(f1_score(labels, preds, labels=range(n_classes), average="macro", zero_division=0))
 
 
 def accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
     return float(np.mean(np.asarray(labels) == np.asarray(preds)))
 
 
-def accuracy_and_f1(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
-    """The two headline figures of a set of predictions: accuracy and macro-averaged F1."""
-    return {"accuracy": accuracy(labels, preds), "f1_macro": f1_macro(labels, preds)}
+def accuracy_and_f1(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> dict[str, float]:
+    """The two headline figures of a set of predictions: accuracy and F1-macro over the label list."""
+    return {"accuracy": accuracy(labels, preds), "f1_macro": f1_macro(labels, preds, n_classes)}
 
 
 def classification(labels: np.ndarray, preds: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def classification(labels: np.ndarray, preds: np.ndarray, names: list[str]) -> d
     report = classification_report(labels, preds, labels=range(len(names)), target_names=names, output_dict=True, zero_division=0)
     out = {
         "accuracy": accuracy_score(labels, preds),
-        "f1_macro": report["macro avg"]["f1-score"],
+        "f1_macro": f1_macro(labels, preds, len(names)),
         "precision_macro": report["macro avg"]["precision"],
         "recall_macro": report["macro avg"]["recall"],
         "mcc": matthews_corrcoef(labels, preds),
@@ -88,7 +90,7 @@ def curve_points(labels: np.ndarray, probs: np.ndarray, k: int) -> tuple[dict[st
 # --- calibration ------------------------------------------------------------------------
 
 
-def reliability(labels: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+def reliability(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> dict[str, np.ndarray]:
     """Top-label reliability data over equal-width confidence bins (empty bins dropped).
 
     scikit-learn's calibration_curve is per class (binary); ECE is defined on the top-label
@@ -109,7 +111,7 @@ def reliability(labels: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict
     }
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> float:
     """ECE: bin-size-weighted mean |accuracy - confidence| over equal-width top-label bins."""
     r = reliability(labels, probs, n_bins)
     return float(np.sum(r["count"] * np.abs(r["accuracy"] - r["confidence"])) / len(labels))
@@ -125,7 +127,7 @@ def brier(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
 
 
-def calibration(labels: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+def calibration(labels: np.ndarray, probs: np.ndarray, n_bins: int) -> dict[str, float]:
     return {
         "ece": expected_calibration_error(labels, probs, n_bins),
         "brier": brier(labels, probs),
@@ -151,26 +153,25 @@ def scale(logits: np.ndarray, temperature: float) -> np.ndarray:
 # --- uncertainty and comparison ---------------------------------------------------------------
 
 
-def accuracy_of_resamples(labels: np.ndarray, preds: np.ndarray, axis: int = -1) -> np.ndarray:
+def accuracy_of_resamples(labels: np.ndarray, preds: np.ndarray, n_classes: int, axis: int = -1) -> np.ndarray:
     """Accuracy of each row of (resamples, n) label and prediction arrays."""
     return np.mean(labels == preds, axis=axis)
 
 
-def f1_macro_of_resamples(labels: np.ndarray, preds: np.ndarray, axis: int = -1) -> np.ndarray:
+def f1_macro_of_resamples(labels: np.ndarray, preds: np.ndarray, n_classes: int, axis: int = -1) -> np.ndarray:
     """`f1_macro` of each row of (resamples, n) arrays at once, as sklearn computes it per call.
 
     sklearn scores one sample per call (about 1 ms each), so a 1,000-resample bootstrap over many
     slices spends most of its time in argument checks; this gives scipy's vectorised bootstrap
-    the same figure (F1 = 2 tp / (true + predicted), averaged over the classes present in each
-    resample's labels or predictions; tests/test_metrics.py checks it against sklearn).
+    the same figure (F1 = 2 tp / (true + predicted) per class of the label list, 0 for a class in
+    neither, averaged; tests/test_metrics.py checks it against sklearn).
     """
-    scores, present = 0.0, 0
-    for label in np.union1d(labels, preds):
+    scores = 0.0
+    for label in range(n_classes):
         is_true, is_pred = labels == label, preds == label
         counted = is_true.sum(axis=axis) + is_pred.sum(axis=axis)
         scores = scores + np.where(counted > 0, 2 * (is_true & is_pred).sum(axis=axis) / np.maximum(counted, 1), 0.0)
-        present = present + (counted > 0)
-    return scores / present
+    return scores / n_classes
 
 
 BOOTSTRAP_STATISTICS: dict[str, Callable[..., np.ndarray]] = {
@@ -183,14 +184,17 @@ def bootstrap_interval(
     labels: np.ndarray,
     preds: np.ndarray,
     metric: str,
-    n_resamples: int = 1000,
-    seed: int = 0,
+    n_classes: int,
+    n_resamples: int,
+    seed: int,
     level: float = 0.95,
 ) -> list[float]:
-    """Percentile bootstrap interval of `metric` ("accuracy" or "f1_macro") over resampled rows (seeded)."""
+    """Percentile bootstrap interval of `metric` ("accuracy" or "f1_macro" over the label list) over resampled
+    rows (seeded)."""
+    statistic = BOOTSTRAP_STATISTICS[metric]
     result = stats.bootstrap(
         (labels, preds),
-        BOOTSTRAP_STATISTICS[metric],
+        lambda y, p, axis=-1: statistic(y, p, n_classes, axis=axis),
         paired=True,
         vectorized=True,
         n_resamples=n_resamples,

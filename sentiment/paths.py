@@ -41,6 +41,14 @@ def plots_dir(key: str, stage: str) -> Path:
 MODELS = ("finetune", "distill")  # the served models, each named by the stage that trains it; finetune is the teacher
 
 
+SPLITS = ("train", "dev", "test")
+HELD_OUT = SPLITS[1:]  # the splits models are scored on (dev picks, test reports)
+
+# the model that is charted, compared (McNemar) with the best baseline, exported, served and described by the
+# cards: the fine-tuned encoder, the only model with a head to export and a training run to describe
+PRIMARY = "finetune"
+
+
 def model_dir(key: str, model: str = "finetune") -> Path:
     """A trained model's lean inference directory (the fine-tuned model, or its distilled student)."""
     return data_dir(key, model) / "model"

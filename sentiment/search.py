@@ -19,15 +19,16 @@ import time
 import typing
 import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
 from pydantic import Field, PositiveInt
 
-from sentiment.config import Section, UserError, section
+from sentiment.config import Section, UserError
 from sentiment.io import write_csv
-from sentiment.models.light import LightBudget, with_overrides
+from sentiment.models.config import LightBudget, Recipe
 from sentiment.models.training import finetune
 from sentiment.paths import LIVE, plots_dir
 from sentiment.stage import Run, run_stage
@@ -52,6 +53,17 @@ class SearchConfig(Section):
     study: str | None  # null: <dataset key>-<sampler>
     heartbeat_seconds: PositiveInt = 60  # a running trial whose worker is silent for twice this is failed and retried
     retries: int = Field(2, ge=0)  # how often a failed trial is retried with the same params
+
+
+@dataclass(frozen=True)
+class SearchSetup:
+    """What a search reads: the dataset, its label names, the fine-tuning recipe, `search` and the `light` budget."""
+
+    key: str
+    labels: list[str]  # the dataset's label names
+    recipe: Recipe
+    search: SearchConfig
+    budget: LightBudget
 
 
 def make_sampler(cfg: SearchConfig, sampler: Sampler, worker: int = 0):
@@ -112,12 +124,12 @@ def prepare_study(storage, name: str, mode: Literal["new", "resume", "restart"])
     optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
 
 
-def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trials: int, name: str, run_id: str) -> None:
+def worker(index: int, setup: SearchSetup, sampler: Sampler, trials: int, name: str, run_id: str) -> None:
     """One worker process: trials on the light budget until the study holds `trials` trials (from any worker)."""
     import optuna
     from optuna.trial import TrialState
 
-    cfg, budget = section(SearchConfig, params, "search"), section(LightBudget, params, "light")
+    key, cfg, budget = setup.key, setup.search, setup.budget
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def objective(trial) -> float:
@@ -125,8 +137,9 @@ def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trial
         scratch = Path(tempfile.mkdtemp(prefix="search-"))
         start = time.perf_counter()
         try:
-            trial_params = with_overrides(params, budget, model={"dropout": float(dropout)}, learning_rate=float(learning_rate))
-            metrics = finetune(key, trial_params, scratch / "out", scratch / "checkpoints", train_fraction=budget.train_fraction)
+            recipe = setup.recipe.light(budget, model={"dropout": float(dropout)}, learning_rate=float(learning_rate))
+            out, checkpoints = scratch / "out", scratch / "checkpoints"
+            metrics = finetune(key, setup.labels, recipe, out, checkpoints, train_fraction=budget.train_fraction)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         epochs = metrics["curves"][1]
@@ -140,7 +153,7 @@ def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trial
         return score
 
     # one worker: the configured seed, so a fresh single-worker study is reproducible; more: one seed each
-    study = optuna.load_study(study_name=name, storage=open_storage(cfg), sampler=make_sampler(cfg, sampler, index))
+    loaded = optuna.load_study(study_name=name, storage=open_storage(cfg), sampler=make_sampler(cfg, sampler, index))
 
     def enough(study, _trial) -> None:
         """Stop once the study holds `trials` trials that count: a trial whose worker died is failed first
@@ -149,7 +162,7 @@ def worker(index: int, key: str, params: dict[str, Any], sampler: Sampler, trial
         if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))) >= trials:
             study.stop()
 
-    study.optimize(objective, n_trials=trials, callbacks=[enough])
+    loaded.optimize(objective, n_trials=trials, callbacks=[enough])
 
 
 def trials_table(study, sampler: Sampler) -> pd.DataFrame:
@@ -199,8 +212,7 @@ def log_experiments(key: str, name: str, table: pd.DataFrame) -> int:
 
 
 def run_search(
-    key: str,
-    params: dict[str, Any],
+    setup: SearchSetup,
     sampler: Sampler,
     trials: int,
     workers: int = 1,
@@ -212,20 +224,20 @@ def run_search(
 
     import optuna
 
-    cfg = section(SearchConfig, params, "search")
-    name = cfg.study or f"{key}-{sampler}"
+    cfg = setup.search
+    name = cfg.study or f"{setup.key}-{sampler}"
     storage = open_storage(cfg)
     prepare_study(storage, name, mode)
     run_id = uuid.uuid4().hex
     if workers == 1:
-        worker(0, key, params, sampler, trials, name, run_id)
+        worker(0, setup, sampler, trials, name, run_id)
     else:  # spawned processes: a forked torch would share its thread pools
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(worker, i, key, params, sampler, trials, name, run_id) for i in range(workers)]:
+            for done in [pool.submit(worker, i, setup, sampler, trials, name, run_id) for i in range(workers)]:
                 done.result()
-    study = optuna.load_study(study_name=name, storage=storage)
-    table = trials_table(study, sampler)
-    log_experiments(key, name, table[table["trial"].isin(ran_by(study, run_id))])
+    finished = optuna.load_study(study_name=name, storage=storage)
+    table = trials_table(finished, sampler)
+    log_experiments(setup.key, name, table[table["trial"].isin(ran_by(finished, run_id))])
     return table
 
 
@@ -265,7 +277,8 @@ def main(run: Run) -> None:
     cfg = run.section(SearchConfig, "search")
     sampler = run.args.sampler or cfg.sampler
     trials = trial_count(cfg, sampler, run.args.trials)
-    table = run_search(run.key, run.params, sampler, trials, run.args.workers, run.args.mode or "new")
+    setup = SearchSetup(run.key, run.labels, Recipe.of(run.params), cfg, run.section(LightBudget, "light"))
+    table = run_search(setup, sampler, trials, run.args.workers, run.args.mode or "new")
     path = plots_dir(run.key, "search") / f"trials_{sampler}.csv"
     write_csv(table, path)
     best = table.sort_values(["dev_f1_macro", "trial"], ascending=[False, True]).iloc[0]

@@ -4,14 +4,15 @@ UserError (or a bad argument) into a single `error:` line with exit status 1, be
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from sentiment.config import DatasetConfig, Section, UserError, dataset, load_params, section, validated_seed
+from sentiment.config import DatasetConfig, Params, Section, UserError
 
 S = TypeVar("S", bound=Section)
 
@@ -56,34 +57,66 @@ class OneLineParser(argparse.ArgumentParser):
 
 @dataclass(frozen=True)
 class Run:
-    """What a stage body gets: its arguments, params.yaml, and (for dataset stages) the dataset.
-
-    A stage reads params through `section()` and `seed`, each validated once per run, never as raw dicts.
-    """
+    """What a stage body gets: its arguments, params.yaml parsed (`params`), and (for dataset stages) the dataset.
+    A stage reads the typed sections it passes to the library at its start, so a bad value fails before any work."""
 
     args: argparse.Namespace
-    params: dict[str, Any]
+    params: Params
     key: str | None = None
     dataset: DatasetConfig | None = None
-    _sections: dict[str, Section] = field(default_factory=dict, repr=False, compare=False)
 
     def section(self, model: type[S], name: str) -> S:
-        """params.yaml's `name` validated as `model` (the first call validates; later calls reuse it)."""
-        if name not in self._sections:
-            self._sections[name] = section(model, self.params, name)
-        cached = self._sections[name]
-        assert isinstance(cached, model), f"section {name!r} read as {type(cached).__name__} and {model.__name__}"
-        return cached
+        """params.yaml's `name` validated as `model` (once per run)."""
+        return self.params.section(model, name)
 
     @property
     def seed(self) -> int:
         """The validated top-level `seed`."""
-        return validated_seed(self.params)
+        return self.params.seed
 
     @property
     def labels(self) -> list[str]:
         assert self.dataset is not None
         return self.dataset.labels
+
+
+TRACE_READS = "SENTIMENT_TRACE_READS"  # a folder: each stage run writes there what it read (the deps-exactness test)
+
+
+class ReadTrace:
+    """The repository files a stage process opens for reading or lists, relative to the working directory: Python's
+    audit events (every `open` through Python: pandas' CSVs, json, transformers' configs) and the reads native code
+    makes, which sentiment.io.noted_read announces."""
+
+    def __init__(self) -> None:
+        self.root, self.paths = Path.cwd(), set()
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, _ = args
+            # os.open (mode None) is left out: shutil.rmtree opens names relative to a directory descriptor
+            if mode is None or any(c in mode for c in "wax+"):
+                return
+        elif event in ("os.listdir", "os.scandir", "sentiment.read"):
+            path = args[0]
+        else:
+            return
+        if isinstance(path, (str, os.PathLike)):
+            resolved = Path(os.path.abspath(path))
+            if resolved.is_relative_to(self.root):
+                self.paths.add(resolved.relative_to(self.root).as_posix())
+
+    def write(self, folder: Path, params: Params) -> None:
+        """One JSON file per run: its command line (as dvc.lock writes it), the files read and the params read."""
+        import hashlib
+        import json
+
+        command = " ".join(["python", *sys.orig_argv[1:]])
+        record = {"cmd": command, "files": sorted(self.paths), "params": sorted(params.keys_read)}
+        folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(command.encode()).hexdigest()[:16]
+        (folder / f"{name}.json").write_text(json.dumps(record, indent=1))
 
 
 def fail(message: str) -> NoReturn:
@@ -108,8 +141,11 @@ def run_stage(
         arguments(parser)
     args = parser.parse_args(argv)
     try:
-        params = load_params()
+        trace = ReadTrace() if os.environ.get(TRACE_READS) else None
+        params = Params.load()
         key = getattr(args, "key", None)
-        body(Run(args, params, key, dataset(params, key) if dataset_key else None))
+        body(Run(args, params, key, params.dataset(key) if dataset_key else None))
+        if trace:
+            trace.write(Path(os.environ[TRACE_READS]), params)
     except UserError as err:
         fail(str(err))

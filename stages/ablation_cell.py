@@ -7,8 +7,8 @@ import shutil
 import typing
 
 from sentiment.io import atomic_dir, write_json
-from sentiment.models.ablation import Encoder, cell_name, cell_params
-from sentiment.models.light import LightBudget
+from sentiment.models.ablation import Encoder, cell_model, cell_name
+from sentiment.models.config import EncoderChoice, LightBudget, Recipe
 from sentiment.models.training import finetune
 from sentiment.paths import CHECKPOINTS, ablation_cell_dir
 from sentiment.stage import Run, run_stage
@@ -26,14 +26,10 @@ def main(run: Run) -> None:
     name = cell_name(a.encoder, a.pooling, a.dropout, a.seed)
     checkpoints = CHECKPOINTS / f"{run.key}-{name}"
     budget = run.section(LightBudget, "light")
+    model = cell_model(run.section(EncoderChoice, "model"), a.encoder, a.pooling, float(a.dropout))
+    recipe = Recipe.of(run.params, model=model, seed=a.seed).light(budget)
     with atomic_dir(ablation_cell_dir(run.key, name)) as out:
-        metrics = finetune(
-            run.key,
-            cell_params(run.params, a.encoder, a.pooling, float(a.dropout), a.seed),
-            out,
-            checkpoints,
-            train_fraction=budget.train_fraction,
-        )
+        metrics = finetune(run.key, run.labels, recipe, out, checkpoints, train_fraction=budget.train_fraction)
         shutil.rmtree(out / "model")  # the summary needs figures, not 90 MB per cell
         metrics.pop("curves")
         write_json(out / "metrics.json", metrics)

@@ -4,14 +4,16 @@ python -m stages.ablation_summary <dataset key>
 """
 
 from sentiment.io import atomic_dir, write_csv, write_results
-from sentiment.models.ablation import chart, read_cells, summarise, summary_columns
+from sentiment.models.ablation import AblationConfig, chart, read_cells, summarise, summary_columns
+from sentiment.models.config import HeadChoice, LightBudget
 from sentiment.paths import data_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cells = read_cells(data_dir(run.key, "ablations"), run.params)
-    summary, report = summarise(cells, run.params)
+    grid, model = run.section(AblationConfig, "ablations"), run.section(HeadChoice, "model")
+    cells = read_cells(data_dir(run.key, "ablations"), grid, model)
+    summary, report = summarise(cells, run.section(LightBudget, "light"), model)
     best = report["configs"][report["best_on_dev"]]  # its test figures: the cell picked on dev
     write_results(run.key, "ablations", report, {"accuracy": best["test_accuracy"], "f1_macro": best["test_f1_macro"]})
     with atomic_dir(plots_dir(run.key, "ablations")) as out:

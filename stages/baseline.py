@@ -8,8 +8,7 @@ import time
 import joblib
 
 from sentiment.config import POLARITY_OFF
-from sentiment.data.datasets import HELD_OUT, SKIPPED, predictions_frame, read_clean, training_rows
-from sentiment.data.text import CleanConfig
+from sentiment.data.datasets import SKIPPED, TrainRows, predictions_frame, read_clean, training_rows
 from sentiment.io import atomic_dir, write_csv, write_json, write_results
 from sentiment.metrics import accuracy_and_f1
 from sentiment.models.baselines import (
@@ -22,14 +21,14 @@ from sentiment.models.baselines import (
     short_name,
     vader_scores,
 )
-from sentiment.paths import data_dir, plots_dir
+from sentiment.paths import HELD_OUT, data_dir, plots_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
     cfg, names, key = run.section(BaselineConfig, "baseline"), run.labels, run.key
     frames = {split: read_clean(key, split) for split in HELD_OUT}
-    frames = {"train": training_rows(key, run.section(CleanConfig, "clean").drop_label_issues), **frames}
+    frames = {"train": training_rows(key, run.section(TrainRows, "clean").drop_label_issues), **frames}
     start = time.perf_counter()
     search = grid_search(frames["train"], cfg, run.seed, len(names))
     print(
@@ -62,7 +61,7 @@ def main(run: Run) -> None:
                 outputs["vader"]["pred"] = vader.predict(compound[split])  # the dev-tuned thresholds, not the argmax
             for name, predictions in outputs.items():
                 write_csv(predictions, out / f"{name}_{split}.csv")
-                report[name][split] = accuracy_and_f1(labels, predictions["pred"])
+                report[name][split] = accuracy_and_f1(labels, predictions["pred"], len(names))
         joblib.dump(portable(model), out / "tfidf_lr.joblib")  # after predicting, which sets the id again
         if "vader" in fitted:
             joblib.dump(vader, out / "vader.joblib")

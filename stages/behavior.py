@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentiment.config import section
 from sentiment.data.datasets import read_clean
-from sentiment.data.text import CleanConfig, WordLists
+from sentiment.data.text import NegationWords, TextCleaning
 from sentiment.evaluation.behavior import (
     BehaviorConfig,
     build_cases,
@@ -22,17 +21,17 @@ from sentiment.evaluation.behavior import (
 )
 from sentiment.io import atomic_dir, write_csv, write_results
 from sentiment.paths import data_dir, plots_dir
-from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.long_text import BatchedReading
 from sentiment.serving.runtime import deployed_scorers
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, key, names, seed = section(BehaviorConfig, run.params, "behavior"), run.key, run.labels, run.seed
+    cfg, key, names, seed = run.section(BehaviorConfig, "behavior"), run.key, run.labels, run.seed
     suite = load_suite(Path(cfg.templates))
     rows = read_clean(key, "test").sample(frac=1.0, random_state=seed)["text"].tolist()  # seeded order
-    reading = section(PredictConfig, run.params, "predict")
-    clean, words = section(CleanConfig, run.params, "clean"), section(WordLists, run.params, "words")
+    reading = run.section(BatchedReading, "predict")
+    clean, words = run.section(TextCleaning, "clean"), run.section(NegationWords, "words")
     scorers = deployed_scorers(key, clean, words, reading, names)
     report = {s.name: {"tests": {}} for s in scorers}
     skipped, frames, summary_rows = {}, [], []

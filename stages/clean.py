@@ -7,17 +7,16 @@ python -m stages.clean <dataset key>
 
 import numpy as np
 
-from sentiment.config import UserError, section
-from sentiment.data.datasets import SPLITS
-from sentiment.data.text import CleanConfig, WordLists, clean_split
+from sentiment.config import UserError
+from sentiment.data.text import NegationWords, TextCleaning, clean_split
 from sentiment.io import read_parquet, write_parquet, write_results
-from sentiment.paths import data_dir
+from sentiment.paths import SPLITS, data_dir
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg = section(CleanConfig, run.params, "clean")
-    normalize = cfg.normalizer(section(WordLists, run.params, "words").negation)
+    cfg = run.section(TextCleaning, "clean")
+    normalize = cfg.normalizer(run.section(NegationWords, "words").negation)
     cleaned, report = {}, {}
     for split in SPLITS:
         frame = read_parquet(data_dir(run.key, "split") / f"{split}.parquet")

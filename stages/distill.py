@@ -9,11 +9,12 @@ import shutil
 
 import numpy as np
 
-from sentiment.config import section
-from sentiment.data.datasets import load_predictions, read_clean
-from sentiment.evaluation.evaluate import EvaluateConfig, evaluate_model
+from sentiment.data.datasets import TrainRows, load_predictions, read_clean, training_rows
+from sentiment.evaluation.evaluate import Scoring, evaluate_model
 from sentiment.io import model_facts, write_csv, write_results
-from sentiment.models.distill import distill
+from sentiment.models.config import TrainConfig
+from sentiment.models.distill import DistillConfig, distill
+from sentiment.models.engine import Reading
 from sentiment.models.training import rank_zero_dir, resume_argument, resume_requested, write_curves
 from sentiment.paths import CHECKPOINTS, LIVE, data_dir, model_dir, plots_dir
 from sentiment.stage import Run, run_stage
@@ -23,15 +24,24 @@ def main(run: Run) -> None:
     key = run.key
     resume = resume_requested(run.args)
     checkpoints = CHECKPOINTS / f"{key}-distill"
+    cfg, train, reading = (
+        run.section(DistillConfig, "distill"),
+        run.section(TrainConfig, "train"),
+        run.section(Reading, "predict"),
+    )
+    rows = training_rows(key, run.section(TrainRows, "clean").drop_label_issues)
+    evaluate = run.section(Scoring, "evaluate")
     with rank_zero_dir(data_dir(key, "distill")) as out:
-        figures = distill(key, run.params, model_dir(key), out, checkpoints, resume=resume, live_dir=LIVE / f"{key}-distill")
+        live = LIVE / f"{key}-distill"
+        figures = distill(
+            key, run.labels, cfg, train, run.seed, reading, rows, model_dir(key), out, checkpoints, resume=resume, live_dir=live
+        )
         if figures is None:
             return
         predictions = figures.pop("predictions")
         for split, frame in predictions.items():
             write_csv(frame, out / f"distill_{split}.csv")
     write_curves(figures.pop("curves"), plots_dir(key, "distill"))
-    evaluate = section(EvaluateConfig, run.params, "evaluate")
     evaluated = evaluate_model(predictions, run.labels, evaluate, run.seed, model_facts(key, "distill")["temperature"])
     teacher = load_predictions(data_dir(key, "finetune") / "finetune_test.csv", read_clean(key, "test"), run.labels)
     student = predictions["test"]

@@ -3,7 +3,7 @@
 python -m stages.evaluate <dataset key>
 """
 
-from sentiment.config import section
+from sentiment.config import UserError
 from sentiment.data.datasets import load_predictions, predictions_file, prob_columns, read_clean, skipped_models
 from sentiment.evaluation.evaluate import (
     PRIMARY,
@@ -15,17 +15,23 @@ from sentiment.evaluation.evaluate import (
     write_curves,
     write_figures,
 )
-from sentiment.evaluation.label_audit import LabelIssuesConfig, audit_test_labels
+from sentiment.evaluation.label_audit import SuspectLabels, audit_test_labels
 from sentiment.io import atomic_dir, model_facts, write_csv, write_results
 from sentiment.metrics import mcnemar_exact, scale
-from sentiment.paths import data_dir, model_dir, plots_dir
-from sentiment.stage import Run, run_stage
+from sentiment.paths import HELD_OUT, data_dir, model_dir, plots_dir
+from sentiment.stage import Run, pipeline_stages, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, names, key = section(EvaluateConfig, run.params, "evaluate").check(), run.labels, run.key
-    audit = section(LabelIssuesConfig, run.params, "label_issues")
-    splits = {split: read_clean(key, split) for split in ("dev", "test")}
+    cfg, names, key = run.section(EvaluateConfig, "evaluate"), run.labels, run.key
+    audit = run.section(SuspectLabels, "label_issues")
+    declared = pipeline_stages()["evaluate"]["do"]["deps"]
+    for model, stage in cfg.models.items():
+        if f"data/${{key}}/{stage}" not in declared:
+            raise UserError(
+                f"invalid param evaluate.models.{model}={stage!r}: dvc.yaml's evaluate deps do not list data/${{key}}/{stage}"
+            )
+    splits = {split: read_clean(key, split) for split in HELD_OUT}
     skipped = {m: why for m, stage in cfg.models.items() for s, why in skipped_models(key, stage).items() if s == m}
     preds = {
         model: {s: load_predictions(predictions_file(key, stage, model, s), splits[s], names) for s in splits}

@@ -8,22 +8,22 @@ temperature, and (where texts outrun the model's max_length) windows against tru
 import numpy as np
 import pandas as pd
 
-from sentiment.config import UserError, section
-from sentiment.data.text import CleanConfig, WordLists
+from sentiment.config import UserError
+from sentiment.data.text import NegationWords, TextCleaning
 from sentiment.evaluation.external import ExternalConfig, read_set, set_metrics, summary_chart
 from sentiment.io import atomic_dir, read_results, write_csv, write_results
 from sentiment.paths import data_dir, plots_dir
-from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.long_text import BatchedReading
 from sentiment.serving.runtime import deployed_scorers
 from sentiment.stage import Run, run_stage
 
 
 def main(run: Run) -> None:
-    cfg, key, names, seed = section(ExternalConfig, run.params, "external"), run.key, run.labels, run.seed
+    cfg, key, names, seed = run.section(ExternalConfig, "external"), run.key, run.labels, run.seed
     if key not in cfg.sets:
         raise UserError(f"params.yaml external.sets has no entry for dataset {key!r}")
-    reading = section(PredictConfig, run.params, "predict")
-    clean, words = section(CleanConfig, run.params, "clean"), section(WordLists, run.params, "words")
+    reading = run.section(BatchedReading, "predict")
+    clean, words = run.section(TextCleaning, "clean"), run.section(NegationWords, "words")
     scorers = deployed_scorers(key, clean, words, reading, names)
     finetune = scorers[0]
     truncating = finetune.reading_as(reading.model_copy(update={"long_text": "truncate"}), "finetune_truncate")

@@ -10,6 +10,7 @@ from its last checkpoint in checkpoints/<key>/. Runs unchanged under
 import shutil
 
 from sentiment.io import model_facts, write_results
+from sentiment.models.config import Recipe
 from sentiment.models.training import finetune, rank_zero_dir, resume_argument, resume_requested, write_curves
 from sentiment.paths import CHECKPOINTS, LIVE, data_dir, plots_dir
 from sentiment.stage import Run, run_stage
@@ -19,8 +20,9 @@ def main(run: Run) -> None:
     key = run.key
     resume = resume_requested(run.args)
     checkpoints = CHECKPOINTS / key
+    recipe = Recipe.of(run.params)
     with rank_zero_dir(data_dir(key, "finetune")) as out:
-        metrics = finetune(key, run.params, out, checkpoints, resume=resume, live_dir=LIVE / key)
+        metrics = finetune(key, run.labels, recipe, out, checkpoints, resume=resume, live_dir=LIVE / key)
     if metrics is None:
         return
     write_curves(metrics.pop("curves"), plots_dir(key, "finetune"))

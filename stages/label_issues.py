@@ -13,11 +13,10 @@ import time
 
 import numpy as np
 
-from sentiment.config import section
 from sentiment.data.datasets import read_clean
 from sentiment.evaluation.label_audit import NOISE_KINDS, LabelIssuesConfig, audit, audited_rows, joint_table, ranked_issues
 from sentiment.io import atomic_dir, pyplot, save_figure, write_csv, write_results
-from sentiment.models.baselines import BaselineConfig
+from sentiment.models.baselines import TfidfModel
 from sentiment.models.out_of_fold import fold_model
 from sentiment.paths import data_dir, plots_dir
 from sentiment.stage import Run, run_stage
@@ -40,13 +39,13 @@ def noise_matrix_figure(joint: dict[str, dict[str, float]], names: list[str], ti
 
 
 def main(run: Run) -> None:
-    cfg, key, names, seed = section(LabelIssuesConfig, run.params, "label_issues"), run.key, run.labels, run.seed
+    cfg, key, names, seed = run.section(LabelIssuesConfig, "label_issues"), run.key, run.labels, run.seed
     enc = cfg.encoder
     out_of_fold = fold_model(
         cfg.model,
         seed,
         len(names),
-        baseline=section(BaselineConfig, run.params, "baseline") if cfg.model == "tfidf" else None,
+        baseline=run.section(TfidfModel, "baseline"),  # read whatever the model, so a bad value fails before any work
         tfidf_C=cfg.tfidf_C,
         embeddings=cfg.embeddings,
         encoder=enc.model,

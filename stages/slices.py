@@ -8,7 +8,7 @@ import pandas as pd
 
 from sentiment.data.datasets import load_predictions, predictions_file, read_clean
 from sentiment.data.text import WordLists
-from sentiment.evaluation.evaluate import EvaluateConfig
+from sentiment.evaluation.evaluate import EvaluatedModels
 from sentiment.evaluation.slicing import SlicesConfig, slice_masks, slice_table, top_errors, write_chart
 from sentiment.io import atomic_dir, read_results, write_csv, write_results
 from sentiment.paths import plots_dir
@@ -17,7 +17,7 @@ from sentiment.stage import Run, run_stage
 
 def main(run: Run) -> None:
     cfg, key, names = run.section(SlicesConfig, "slices"), run.key, run.labels
-    stages = run.section(EvaluateConfig, "evaluate").models
+    stages = run.section(EvaluatedModels, "evaluate").models
     best = read_results(key, "evaluate").get("best_baseline")
     models = {"finetune": "finetune", **({best: stages[best]} if best else {})}
     test = read_clean(key, "test")
@@ -25,7 +25,7 @@ def main(run: Run) -> None:
     report, rows, errors = {}, [], []
     for model, stage in models.items():
         frame = load_predictions(predictions_file(key, stage, model, "test"), test, names)
-        table = slice_table(frame, masks, cfg.bootstrap_resamples, run.seed)
+        table = slice_table(frame, masks, len(names), cfg.bootstrap_resamples, run.seed)
         report[model] = {r["slice"]: {k: v for k, v in r.items() if k != "slice"} for r in table}
         rows += [{"model": model, "slice": r["slice"], "n": r["n"], "accuracy": r["accuracy"]} for r in table]
         errors.append(top_errors(frame, test, masks, names, cfg.top_errors).assign(model=model))

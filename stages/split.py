@@ -6,11 +6,10 @@ python -m stages.split <dataset key>
 import sys
 
 from sentiment.config import UserError
-from sentiment.data.datasets import SPLITS
 from sentiment.data.hub import load_source
 from sentiment.data.splitting import SplitConfig, drop_leaked, find_leakage, make_splits, split_report, untracked_source_warning
 from sentiment.io import write_csv, write_parquet, write_results
-from sentiment.paths import data_dir
+from sentiment.paths import SPLITS, data_dir
 from sentiment.stage import Run, run_stage
 
 

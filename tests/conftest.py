@@ -87,6 +87,24 @@ def repo_params() -> dict:
     return load_params(REPO / "params.yaml")
 
 
+def repo_cleaning():
+    """The light cleaning the repository's params.yaml `clean` section gives transformer inputs."""
+    from sentiment.data.text import CleanConfig
+
+    return CleanConfig(**repo_params()["clean"]).light()
+
+
+def recipe_of(params: dict):
+    """The fine-tuning recipe of a params dict (validated as a stage validates it)."""
+    from sentiment.config import Params
+    from sentiment.models.config import Recipe
+
+    return Recipe.of(Params(params))
+
+
+TOY_NAMES = ["negative", "positive"]
+
+
 def tiny_params(**train) -> dict:
     """A params dict for the finetune functions: a 2-layer hidden-32 scratch encoder."""
     return {

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from conftest import MINILM, MIRROR, REPO
-from sentiment.stage import dataset_stages
+from sentiment.stage import TRACE_READS, dataset_stages
 
 SOURCES = {
     "sst2": MIRROR / "datasets/stanfordnlp/sst2/train.parquet",
@@ -144,10 +144,13 @@ def set_param(repo: Path, section: str, key: str, value) -> None:
 
 def build(directory: Path) -> None:
     """The shared tiny run: DIR/repo after one `dvc repro` of every stage, committed, with that repro's
-    output in DIR/output.txt; DIR/done marks success, DIR/failed holds the error."""
+    output in DIR/output.txt and what each stage read in DIR/reads; DIR/done marks success, DIR/failed holds
+    the error."""
     try:
         root = make_repo(directory / "repo", KEYS)
+        os.environ[TRACE_READS] = str(directory / "reads")  # each stage records what it read (test_dvc_pipeline.py)
         output = sh(root, "dvc", "repro")
+        del os.environ[TRACE_READS]
         sh(root, "git", "add", "-A")
         sh(root, "git", "commit", "-qm", "tiny run")
     except Exception as err:  # the waiting tests show this

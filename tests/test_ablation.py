@@ -6,8 +6,10 @@ import math
 import pytest
 import yaml
 
+from conftest import recipe_of, tiny_params
 from sentiment.config import UserError
-from sentiment.models.ablation import cell_name, cell_params, grid_cells, read_cells, summarise
+from sentiment.models.ablation import AblationConfig, cell_model, cell_name, grid_cells, read_cells, summarise
+from sentiment.models.config import EncoderChoice, LightBudget, ModelConfig
 
 PARAMS = {
     "seed": 42,
@@ -33,8 +35,12 @@ ACCURACY = {
 }
 
 
+def sections(params: dict) -> tuple[AblationConfig, ModelConfig]:
+    return AblationConfig(**params["ablations"]), ModelConfig(**params["model"])
+
+
 def write_cells(root, params=PARAMS, skip=()):
-    for encoder, pooling, dropout, seed in grid_cells(params):
+    for encoder, pooling, dropout, seed in grid_cells(*sections(params)):
         if (encoder, pooling, seed) in skip:
             continue
         dev, test = ACCURACY[(encoder, pooling, seed)]
@@ -46,7 +52,7 @@ def write_cells(root, params=PARAMS, skip=()):
 
 
 def test_cells_are_the_grid_plus_a_scratch_row():
-    assert grid_cells(PARAMS) == [
+    assert grid_cells(*sections(PARAMS)) == [
         ("pretrained", "cls", 0.1, 1),
         ("pretrained", "cls", 0.1, 2),
         ("pretrained", "mean", 0.1, 1),
@@ -54,25 +60,46 @@ def test_cells_are_the_grid_plus_a_scratch_row():
         ("scratch", "mean", 0.1, 1),
         ("scratch", "mean", 0.1, 2),
     ]
-    cell = cell_params(PARAMS, "scratch", "cls", 0.0, 3)
+    # an int dropout stays one, spelled as dvc.yaml interpolates it in the cell's directory name
+    spelled = {**PARAMS["ablations"], "dropout": [0, 0.5]}
+    assert [cell_name(*c) for c in grid_cells(AblationConfig(**spelled), ModelConfig(**PARAMS["model"]))][::2] == [
+        "pretrained-cls-0-1",
+        "pretrained-cls-0.5-1",
+        "pretrained-mean-0-1",
+        "pretrained-mean-0.5-1",
+        "scratch-mean-0.1-1",
+    ]
+
+
+def test_a_cell_model_is_the_configured_encoder_or_a_scratch_one_with_the_cells_head():
+    configured = EncoderChoice(**{**PARAMS["model"], "tokenizer": None})
+    scratch = cell_model(configured, "scratch", "cls", 0.0)
     # the scratch encoder reads the configured model's tokenizer when model.tokenizer is unset
-    assert {k: cell["model"][k] for k in ("name", "tokenizer", "pooling", "dropout")} == {
-        "name": "scratch",
-        "tokenizer": "m",
-        "pooling": "cls",
-        "dropout": 0.0,
-    }
-    assert cell["train"] == {"epochs": 1, "max_length": 64} and cell["seed"] == 3
+    assert (scratch.name, scratch.tokenizer, scratch.pooling, scratch.dropout) == ("scratch", "m", "cls", 0.0)
     assert (
-        cell_params({**PARAMS, "model": {**PARAMS["model"], "tokenizer": "t"}}, "scratch", "cls", 0.0, 3)["model"]["tokenizer"]
+        cell_model(
+            EncoderChoice(**{**PARAMS["model"], "tokenizer": "t"}),
+            "scratch",
+            "cls",
+            0.0,
+        ).tokenizer
         == "t"
     )
-    assert cell_params(PARAMS, "pretrained", "cls", 0.0, 3)["model"]["name"] == "m"
-    assert PARAMS["model"]["name"] == "m" and PARAMS["model"]["tokenizer"] is None  # the locked params are not modified
+    pretrained = cell_model(configured, "pretrained", "mean", 0.5)
+    assert (pretrained.name, pretrained.pooling, pretrained.dropout) == ("m", "mean", 0.5)
+    assert configured.name == "m"  # the configured section is not modified
+
+
+def test_a_cell_recipe_applies_the_light_budget():
+    params = tiny_params()
+    recipe = recipe_of(params).light(LightBudget(**PARAMS["light"]), model={"dropout": 0.0})
+    assert (recipe.train.epochs, recipe.train.max_length, recipe.model.dropout) == (1, 64, 0.0)
+    assert recipe.train.learning_rate == params["train"]["learning_rate"]  # the rest of the recipe is the configured one
 
 
 def summary_of(root, params=PARAMS):
-    return summarise(read_cells(root / "data" / "toy" / "ablations", params), params)[1]
+    grid, model = sections(params)
+    return summarise(read_cells(root / "data" / "toy" / "ablations", grid, model), LightBudget(**params["light"]), model)[1]
 
 
 def test_summary_reports_mean_std_and_delta_vs_final(in_tmp):

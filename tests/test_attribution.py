@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import repo_params, tiny_params, toy_sentiment, write_clean
+from conftest import TOY_NAMES, recipe_of, repo_params, tiny_params, toy_sentiment, write_clean
 from sentiment.evaluation.attribution import (
     AttentionConfig,
     erasure_variants,
@@ -91,7 +91,7 @@ def test_pieces_are_merged_into_the_words_of_the_text(tokenizer):
 
 def test_an_oracle_attribution_beats_the_random_control(in_tmp, tokenizer):
     write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
-    finetune("toy", tiny_params(), in_tmp / "out", in_tmp / "ckpt")
+    finetune("toy", TOY_NAMES, recipe_of(tiny_params()), in_tmp / "out", in_tmp / "ckpt")
     model, tok, _ = load_classifier(in_tmp / "out" / "model", need_attention_weights=True)
     texts = toy_sentiment(40, 4)
     examples = tok(texts["text"].tolist())["input_ids"]
@@ -110,7 +110,7 @@ def test_a_method_added_to_the_registry_is_scored_shown_and_checked_for_faithful
     from sentiment.evaluation import attribution
 
     write_clean(in_tmp, "toy", {"train": toy_sentiment(32, 1), "dev": toy_sentiment(16, 2), "test": toy_sentiment(16, 3)})
-    finetune("toy", tiny_params(epochs=1), in_tmp / "out", in_tmp / "ckpt")
+    finetune("toy", TOY_NAMES, recipe_of(tiny_params(epochs=1)), in_tmp / "out", in_tmp / "ckpt")
     model, tok, _ = load_classifier(in_tmp / "out" / "model", need_attention_weights=True)
 
     def position(_model, _tokenizer, ids, _mask, _target, _cfg):  # a stand-in method: later tokens score higher

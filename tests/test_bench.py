@@ -8,9 +8,9 @@ import pytest
 from transformers import DataCollatorWithPadding
 
 from bench.dev_overlap import contained_in, contains_one_of, subset_accuracy
-from bench.seed_study import SCORES, apply_overrides, paired_differences, parse_config, summarise
+from bench.seed_study import SCORES, paired_differences, parse_config, summarise
 from bench.train_throughput import Throughput, TokenCountingCollator, epoch_tokens_per_example
-from sentiment.config import UserError
+from sentiment.config import Params, Section, UserError
 
 
 def test_epoch_tokens_counts_each_batch_padded_to_its_longest_row():
@@ -66,14 +66,19 @@ def test_seed_study_config_reads_values_as_yaml():
             parse_config(bad)
 
 
-def test_seed_study_overrides_copy_params_and_refuse_unknown_keys():
-    params = {"seed": 42, "train": {"batch_size": 32, "epochs": 2}}
-    changed = apply_overrides(params, {"train.batch_size": 64, "seed": 7})
-    assert changed == {"seed": 7, "train": {"batch_size": 64, "epochs": 2}}
-    assert params["train"]["batch_size"] == 32 and params["seed"] == 42
+class Batch(Section):
+    batch_size: int
+    epochs: int
+
+
+def test_overridden_params_are_a_copy_and_refuse_unknown_keys():
+    params = Params({"seed": 42, "train": {"batch_size": 32, "epochs": 2}})
+    changed = params.with_values({"train.batch_size": 64, "seed": 7})
+    assert changed.seed == 7 and changed.section(Batch, "train").batch_size == 64
+    assert params.seed == 42 and params.section(Batch, "train").batch_size == 32
     for unknown in ("train.nope", "nope.batch_size", "train.batch_size.deeper"):
         with pytest.raises(UserError, match="unknown param"):
-            apply_overrides(params, {unknown: 1})
+            params.with_values({unknown: 1})
 
 
 def test_seed_study_summary_is_mean_and_sd_per_config():

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from sentiment.config import UserError, load_params
+from sentiment.config import Params, UserError, load_params
 from sentiment.models.baselines import label_order_correlation
 from sentiment.report.cards import card_json, card_markdown, card_params, failing_tests, hub_metadata
 from sentiment.report.readme import findings
@@ -115,7 +115,7 @@ def params_for(key: str, **dataset) -> dict:
 
 
 def model_index(key: str, params: dict, m: dict) -> dict:
-    header = hub_metadata(card_params(key, params), m)
+    header = hub_metadata(card_params(key, Params(params)), m)
     return yaml.safe_load(header.strip().strip("-"))
 
 
@@ -124,7 +124,9 @@ def test_the_model_index_names_the_hub_split_that_was_scored():
     splits = {r["dataset"]["split"] for entry in meta["model-index"] for r in entry["results"]}
     assert splits == {PARAMS["datasets"]["sst2"]["test_split"]} == {"validation"}
     assert meta["language"] == "en"
-    card = card_markdown(card_params("sst2", PARAMS), results(), card_json(card_params("sst2", PARAMS), results()))
+    card = card_markdown(
+        card_params("sst2", Params(PARAMS)), results(), card_json(card_params("sst2", Params(PARAMS)), results())
+    )
     assert "measured on the `validation` split of `stanfordnlp/sst2` (200 rows after cleaning)" in card
 
 
@@ -134,7 +136,7 @@ def test_a_pooled_dataset_says_the_split_is_the_projects_own():
     (split,) = {r["dataset"]["split"] for entry in meta["model-index"] for r in entry["results"]}
     assert split.startswith("own split") and f"{params['split']['pooled_test_fraction']:.0%}" in split
     assert meta["language"] == "fr"
-    p = card_params("tweets", params)
+    p = card_params("tweets", Params(params))
     card = card_markdown(p, results(), card_json(p, results()))
     assert "this project's own split, not one published with `mteb/tweet_sentiment_extraction`" in card
 
@@ -146,7 +148,7 @@ def test_no_language_param_leaves_the_header_without_one():
 
 
 def test_the_figures_are_the_primary_models():
-    p = card_params("sst2", PARAMS)
+    p = card_params("sst2", Params(PARAMS))
     card = card_json(p, results())
     assert card["metrics"]["test"]["accuracy"] == 0.85 and card["model_details"]["temperature"] == 1.4
     assert set(card["metrics"]["baselines_test"]) == {"tfidf_lr"}
@@ -156,7 +158,7 @@ def test_the_figures_are_the_primary_models():
 
 
 def test_limitations_follow_from_the_figures():
-    p = card_params("sst2", PARAMS)
+    p = card_params("sst2", Params(PARAMS))
     notes = " ".join(card_json(p, results(dev_accuracy=0.90, temperature=1.4))["limitations"])
     assert "Weakest test slice with n ≥ 30: negation (n=40), accuracy 0.7000 (-0.1500 vs all)" in notes
     assert "Dev accuracy (0.9000) exceeds test (0.8500)" in notes and "over-confident" in notes
@@ -173,7 +175,7 @@ def test_the_readme_states_the_cards_figures(tmp_path):
         (results_dir / f"{stage}.json").write_text(json.dumps(m[stage]))
     clauses = findings("sst2", tmp_path)
     assert f"fails {len(failing_tests(m['behavior']))} of 3 behavioural tests at 5% or more" in clauses
-    card_notes = " ".join(card_json(card_params("sst2", PARAMS), m)["limitations"])
+    card_notes = " ".join(card_json(card_params("sst2", Params(PARAMS)), m)["limitations"])
     audit = next(c for c in clauses if "label audit" in c)
     assert audit in card_notes  # the one sentence, built once
 
@@ -199,7 +201,7 @@ def test_every_audit_model_has_a_card_phrase():
 
 
 def test_the_card_states_the_audit_on_the_plantable_rows_and_the_suspects_for_review():
-    p = card_params("sst2", PARAMS)
+    p = card_params("sst2", Params(PARAMS))
     card = card_json(p, results())
     text = card_markdown(p, results(), card)
     assert "Labels are planted wrong only among the 980 rows not flagged on the given labels" in text

@@ -1,12 +1,13 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from conftest import tiny_params, toy_sentiment, truncated_logits, write_clean
+from conftest import TOY_NAMES, recipe_of, tiny_params, toy_sentiment, truncated_logits, write_clean
 from sentiment.config import UserError
 from sentiment.models.classifier import build_model, load_classifier
 from sentiment.models.config import ModelConfig
-from sentiment.models.distill import DistillTrainer, student_of
+from sentiment.models.distill import DistillConfig, DistillTrainer, student_of
 from sentiment.models.distill import distill as distil
 from sentiment.models.training import finetune
 
@@ -60,9 +61,13 @@ def test_the_distillation_term_vanishes_when_the_student_matches_the_teacher():
 def test_a_one_layer_student_learns_the_teachers_answers(in_tmp, tokenizer):
     write_clean(in_tmp, "toy", {"train": toy_sentiment(96, 1), "dev": toy_sentiment(32, 2), "test": toy_sentiment(32, 3)})
     params = tiny_params(max_length=16)
-    finetune("toy", params, in_tmp / "teacher", in_tmp / "ckpt-teacher")
-    params["distill"] = {**DISTILL, "batch_size": 16}
-    figures = distil("toy", params, in_tmp / "teacher" / "model", in_tmp / "student", in_tmp / "ckpt-student")
+    finetune("toy", TOY_NAMES, recipe_of(params), in_tmp / "teacher", in_tmp / "ckpt-teacher")
+    cfg = DistillConfig(**{**DISTILL, "batch_size": 16})
+    recipe, rows = recipe_of(params), pd.read_parquet(in_tmp / "data" / "toy" / "clean" / "train.parquet")
+    teacher_dir, student_dir = in_tmp / "teacher" / "model", in_tmp / "student"
+    figures = distil(
+        "toy", TOY_NAMES, cfg, recipe.train, recipe.seed, recipe.reading, rows, teacher_dir, student_dir, in_tmp / "c"
+    )
     assert figures["layers"] == [1] and figures["teacher_layers"] == 2
     assert figures["test"]["accuracy"] >= 0.9
     big, tok, _ = load_classifier(in_tmp / "teacher" / "model", on="cpu")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from transformers import AutoConfig
 
-from conftest import REPO, repo_params, tiny_params, toy_sentiment, write_clean
+from conftest import REPO, TOY_NAMES, recipe_of, repo_cleaning, repo_params, tiny_params, toy_sentiment, write_clean
 from sentiment.models.classifier import load_classifier
 from sentiment.models.engine import padded_batches, run_batches, torch_backend
 from sentiment.models.training import finetune
@@ -32,7 +32,8 @@ TEXTS = ["good great lovely film", "bad awful terrible plot", "the story was exc
 GATE = GateConfig(max_metric_loss=0.005, min_agreement=0.99, max_label_changes=0, max_probability_change=1e-4, neighbour_seed=0)
 READING = PredictConfig(**{**repo_params()["predict"], "batch_size": 4})
 SIZES = [1, 8, 16, 64]
-BUILT = ["torch", "openvino_int8", "openvino", "onnx", "onnx_int8_static"]  # what the tiny export stage builds
+# what the tiny export builds
+BUILT = ["torch", "openvino_int8", "openvino_int8_ffn_fp32", "openvino", "onnx", "onnx_int8_static"]
 
 
 def stage_params() -> dict:
@@ -56,7 +57,7 @@ def trained(tmp_path_factory, tokenizer):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        finetune("toy", tiny_params(), root / "data" / "toy" / "finetune", root / "ckpt")
+        finetune("toy", TOY_NAMES, recipe_of(tiny_params()), root / "data" / "toy" / "finetune", root / "ckpt")
     finally:
         os.chdir(cwd)
     return root
@@ -231,7 +232,8 @@ def test_auto_takes_the_fastest_passing_form_that_auto_may_pick(tmp_path, capsys
 
     form, why = resolve("auto", export_dir, report, gpu=False, timings=timings)
     # onnx fails the gate and the batch-dependent forms are never auto's: none of them is timed
-    assert form == "openvino_int8" and timed == [["torch", "openvino_int8", "onnx_int8_static", "openvino"]]
+    assert form == "openvino_int8"
+    assert timed == [["torch", "openvino_int8", "openvino_int8_ffn_fp32", "onnx_int8_static", "openvino"]]
     assert "500.0 ms" in why
     assert resolve("auto", export_dir, report, gpu=True, timings=timings)[0] == "torch"
     assert resolve("onnx_int8_dynamic", export_dir, report, gpu=False)[0] == "onnx_int8_dynamic"  # asked for
@@ -256,7 +258,8 @@ def test_auto_leaves_out_forms_whose_runtime_is_not_installed_with_one_notice(tm
     form, _ = resolve("auto", export_dir, report, gpu=False, timings=lambda forms: {f: seconds[f] for f in forms})
     err = capsys.readouterr().err
     assert form == "onnx"
-    assert err.count("\n") == 1 and err.startswith("notice: auto leaves out openvino_int8, openvino: no_such_package_here")
+    assert err.count("\n") == 1
+    assert err.startswith("notice: auto leaves out openvino_int8, openvino_int8_ffn_fp32, openvino: no_such_package_here")
 
 
 def test_auto_times_the_forms_once_per_cpu_and_falls_back_to_torch_without_the_files(exported, monkeypatch, tmp_path, capsys):
@@ -264,8 +267,8 @@ def test_auto_times_the_forms_once_per_cpu_and_falls_back_to_torch_without_the_f
 
     monkeypatch.chdir(exported)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    passing = ["torch", "openvino_int8", "onnx_int8_static", "openvino", "onnx"]  # what the tiny export passes, in order
-    scorer = FinetuneScorer("toy", "auto", runtime.Cleaning(), READING, 4)
+    passing = ["torch", "openvino_int8", "openvino_int8_ffn_fp32", "onnx_int8_static", "openvino", "onnx"]  # the tiny export's
+    scorer = FinetuneScorer("toy", "auto", repo_cleaning(), READING, 4)
     assert scorer.form in passing and scorer.form_reason.startswith("auto: the fastest")
     cache = json.loads(timings_cache_path().read_text())["entries"]
     (entry,) = (e["seconds"] for e in cache.values())
@@ -273,17 +276,17 @@ def test_auto_times_the_forms_once_per_cpu_and_falls_back_to_torch_without_the_f
     assert scorer.form == min(passing, key=lambda f: (entry[f], passing.index(f)))  # the fastest measured, whichever
     loaded, load = [], runtime.load_backend
     monkeypatch.setattr(runtime, "load_backend", lambda *a, **k: loaded.append(a[1]) or load(*a, **k))
-    assert FinetuneScorer("toy", "auto", runtime.Cleaning(), READING, 4).form == scorer.form
+    assert FinetuneScorer("toy", "auto", repo_cleaning(), READING, 4).form == scorer.form
     assert loaded == [scorer.form]  # the timings came from the cache: only the chosen form loaded
     moved = tmp_path / "export-away"
     shutil.move(exported / "data" / "toy" / "export", moved)
     try:
         capsys.readouterr()
-        fallback = FinetuneScorer("toy", "auto", runtime.Cleaning(), READING, 4)
+        fallback = FinetuneScorer("toy", "auto", repo_cleaning(), READING, 4)
         err = capsys.readouterr().err
         notices = [line for line in err.splitlines() if line.startswith("notice")]
         assert fallback.form == "torch" and len(notices) == 1 and notices[0].startswith("notice: auto leaves out")
-        reference = FinetuneScorer("toy", "torch", runtime.Cleaning(), READING, 4)
+        reference = FinetuneScorer("toy", "torch", repo_cleaning(), READING, 4)
         assert fallback.answers(TEXTS) == reference.answers(TEXTS)
     finally:
         shutil.move(moved, exported / "data" / "toy" / "export")
@@ -292,7 +295,6 @@ def test_auto_times_the_forms_once_per_cpu_and_falls_back_to_torch_without_the_f
 def test_transformers_pipeline_gives_the_labels_and_probabilities_predict_gives(trained, tmp_path, monkeypatch):
     from transformers import pipeline
 
-    from sentiment.data.text import Cleaning
     from sentiment.serving.hf_classifier import save_for_transformers
 
     monkeypatch.chdir(trained)
@@ -301,7 +303,7 @@ def test_transformers_pipeline_gives_the_labels_and_probabilities_predict_gives(
     save_for_transformers(model, tokenizer, meta["labels"], temperature, tmp_path / "hub")
     assert (tmp_path / "hub" / "hf_classifier.py").exists()  # the model's code, beside its weights
     classify = pipeline("text-classification", model=str(tmp_path / "hub"), trust_remote_code=True, top_k=None, device="cpu")
-    scorer = FinetuneScorer("toy", "torch", Cleaning(), READING, 4)
+    scorer = FinetuneScorer("toy", "torch", repo_cleaning(), READING, 4)
     scorer.temperature = temperature  # the probabilities predict gives at this temperature
     expected = scorer.answers(TEXTS)
     for got, want in zip(classify(TEXTS), expected, strict=True):

@@ -11,8 +11,7 @@ import yaml
 
 from conftest import REPO
 from sentiment.config import load_params, section
-from sentiment.models.config import ModelConfig, Pooling
-from sentiment.models.light import LightBudget
+from sentiment.models.config import LightBudget, ModelConfig, Pooling
 from sentiment.models.training import TrainConfig
 
 

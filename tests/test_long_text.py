@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from conftest import repo_params
+from conftest import repo_cleaning, repo_params
 from sentiment.models.engine import mean_per_text, windows
 from sentiment.serving.long_text import PredictConfig
 
@@ -56,10 +56,9 @@ def test_overlap_is_validated():
 
 
 def test_the_scorer_in_chunk_mode_equals_truncate_on_short_texts_and_averages_long_ones(saved_model):
-    from sentiment.data.text import Cleaning
     from sentiment.serving.runtime import FinetuneScorer
 
-    chunk, truncate = (FinetuneScorer("toy", "torch", Cleaning(), reading, 8) for reading in (CHUNK, TRUNCATE))
+    chunk, truncate = (FinetuneScorer("toy", "torch", repo_cleaning(), reading, 8) for reading in (CHUNK, TRUNCATE))
     short = ["a lovely film", "dull", "not bad"]
     assert np.allclose(chunk.logits(short), truncate.logits(short), atol=1e-6)
     long = " ".join(["good"] * 10 + ["bad"] * 30)

@@ -55,9 +55,9 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 300)
     preds = np.where(rng.random(300) < 0.8, labels, 1 - labels)
-    first = bootstrap_interval(labels, preds, "f1_macro", 1000, seed=3)
-    assert first == bootstrap_interval(labels, preds, "f1_macro", 1000, seed=3)
-    assert first[0] < f1_macro(labels, preds) < first[1]
+    first = bootstrap_interval(labels, preds, "f1_macro", 2, 1000, seed=3)
+    assert first == bootstrap_interval(labels, preds, "f1_macro", 2, 1000, seed=3)
+    assert first[0] < f1_macro(labels, preds, 2) < first[1]
 
 
 def test_resample_statistics_match_sklearn_row_by_row():
@@ -67,14 +67,14 @@ def test_resample_statistics_match_sklearn_row_by_row():
     labels[0], preds[0] = 1, 1  # one class present only
     labels[1], preds[1] = 0, 2  # two classes, no overlap
     np.testing.assert_allclose(
-        f1_macro_of_resamples(labels, preds), [f1_macro(y, p) for y, p in zip(labels, preds, strict=True)], rtol=1e-12
+        f1_macro_of_resamples(labels, preds, 3), [f1_macro(y, p, 3) for y, p in zip(labels, preds, strict=True)], rtol=1e-12
     )
     np.testing.assert_allclose(
-        accuracy_of_resamples(labels, preds), [accuracy_score(y, p) for y, p in zip(labels, preds, strict=True)]
+        accuracy_of_resamples(labels, preds, 3), [accuracy_score(y, p) for y, p in zip(labels, preds, strict=True)]
     )
 
 
-@pytest.mark.parametrize("metric, one_at_a_time", [("accuracy", accuracy_score), ("f1_macro", f1_macro)])
+@pytest.mark.parametrize("metric, one_at_a_time", [("accuracy", accuracy_score), ("f1_macro", lambda y, p: f1_macro(y, p, 3))])
 def test_vectorised_bootstrap_equals_the_one_resample_at_a_time_one(metric, one_at_a_time):
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 3, 150)
@@ -88,7 +88,7 @@ def test_vectorised_bootstrap_equals_the_one_resample_at_a_time_one(metric, one_
         method="percentile",
         rng=np.random.default_rng(5),
     ).confidence_interval
-    np.testing.assert_allclose(bootstrap_interval(labels, preds, metric, 500, seed=5), [looped.low, looped.high], rtol=1e-12)
+    np.testing.assert_allclose(bootstrap_interval(labels, preds, metric, 3, 500, seed=5), [looped.low, looped.high], rtol=1e-12)
 
 
 def test_auc_of_an_absent_class_is_null_with_a_reason():

@@ -1,6 +1,8 @@
 import json
 
-from conftest import REPO
+import yaml
+
+from conftest import REPO, repo_params
 from sentiment.report.__main__ import generated_files
 from sentiment.report.experiments import timing_tables
 from sentiment.report.markdown import END, START
@@ -22,7 +24,8 @@ def test_readme_is_short():
 
 
 def test_report_reads_results(tmp_path):
-    (tmp_path / "params.yaml").write_text("datasets:\n  sst2: {}\n  tweets: {}\n")  # the report lists these, in order
+    datasets = {key: repo_params()["datasets"][key] for key in ("sst2", "tweets")}  # the report lists these, in order
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"datasets": datasets, "report": {"reference": {}}}))
     results = tmp_path / "results" / "sst2"
     results.mkdir(parents=True)
     figures = {"accuracy": 0.9, "f1_macro": 0.89, "calibration": {"ece": 0.05}, "calibration_scaled": {"ece": 0.01}}

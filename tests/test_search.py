@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, tiny_params, toy_sentiment, write_clean
+from conftest import REPO, recipe_of, tiny_params, toy_sentiment, write_clean
 from sentiment import search
-from sentiment.models.light import LightBudget, with_overrides
+from sentiment.config import UserError
+from sentiment.models.config import LightBudget
 from sentiment.stage import run_stage
 
 SEARCH = {
@@ -39,11 +40,13 @@ def toy_repo(in_tmp, tokenizer):
     return in_tmp
 
 
-def test_trial_params_apply_the_light_budget():
-    params = tiny_params()
-    trial = with_overrides(params, LightBudget(**LIGHT), model={"dropout": 0.2}, learning_rate=0.002)
-    assert trial["train"]["learning_rate"] == 0.002 and trial["train"]["epochs"] == 2 and trial["train"]["max_length"] == 24
-    assert trial["model"]["dropout"] == 0.2 and params["train"]["epochs"] == 8
+def test_trial_recipes_apply_the_light_budget():
+    recipe = recipe_of(tiny_params())
+    trial = recipe.light(LightBudget(**LIGHT), model={"dropout": 0.2}, learning_rate=0.002)
+    assert (trial.train.learning_rate, trial.train.epochs, trial.train.max_length) == (0.002, 2, 24)
+    assert trial.model.dropout == 0.2 and recipe.train.epochs == 8
+    with pytest.raises(UserError, match="learning_rate"):  # an override is validated as params.yaml is
+        recipe.light(LightBudget(**LIGHT), learning_rate=-1)
 
 
 def test_grid_search_runs_every_grid_point_and_prints_the_command(toy_repo, capsys):

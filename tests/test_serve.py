@@ -27,7 +27,7 @@ import yaml
 
 from conftest import REPO, truncated_logits
 from sentiment.cli import main as cli
-from sentiment.config import load_params
+from sentiment.config import Params
 from sentiment.serving.server import (
     ContinuousBatcher,
     QueueFull,
@@ -55,7 +55,7 @@ def serve_config(**limits) -> ServeConfig:
 
 
 def scorer_for(cfg: ServeConfig, key: str = "toy"):
-    return load_scorer(key, "torch", cfg, load_params())
+    return load_scorer(key, "torch", cfg, Params.load())
 
 
 def app_for(key="toy", token=None, scorer=None, **limits):

@@ -44,7 +44,7 @@ def test_slice_table_counts_and_deltas():
         "length 4+": 1,
     }
     frame = pd.DataFrame({"label": [0, 1, 1, 1], "pred": [1, 1, 1, 1]})
-    rows = {r["slice"]: r for r in slice_table(frame, masks, 1000, seed=0)}
+    rows = {r["slice"]: r for r in slice_table(frame, masks, 2, 1000, seed=0)}
     assert rows["all"]["accuracy"] == 0.75
     assert rows["negation"]["accuracy"] == 0.0 and rows["negation"]["accuracy_delta"] == -0.75
     assert np.isclose(rows["contrast"]["accuracy_delta"], 0.25)

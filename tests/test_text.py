@@ -20,7 +20,7 @@ from sentiment.data.text import Cleaning, Normalizer, clean_text, make_normalize
     ],
 )
 def test_clean_text_table(raw, expected):
-    assert clean_text(raw) == expected
+    assert clean_text(raw, Cleaning(url_placeholder="", user_placeholder="", max_repeat=2)) == expected
 
 
 def test_clean_text_placeholders():

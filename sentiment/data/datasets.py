@@ -9,13 +9,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict
 
-from sentiment.config import UserError
+from sentiment.config import Section, UserError
 from sentiment.io import read_parquet
 from sentiment.paths import data_dir
-
-SPLITS = ("train", "dev", "test")
-HELD_OUT = SPLITS[1:]  # the splits models are scored on (dev picks, test reports)
 
 
 def read_clean(key: str, split: str) -> pd.DataFrame:
@@ -25,6 +23,13 @@ def read_clean(key: str, split: str) -> pd.DataFrame:
     if df.empty:
         raise UserError(f"split {split!r} of dataset {key!r} is empty: {path}")
     return df
+
+
+class TrainRows(Section):
+    """params.yaml `clean.drop_label_issues`, read without the rest of `clean` (sentiment.data.text.CleanConfig)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    drop_label_issues: bool  # train rows that label_issues flags are dropped
 
 
 def training_rows(key: str, drop_label_issues: bool) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sentiment.config import UserError
+from sentiment.io import noted_read, read_parquet
 
 MIRROR_ENV = "HUB_MIRROR"
 LOCAL_SUFFIXES = {".csv": ",", ".tsv": "\t", ".parquet": None}
@@ -82,6 +83,7 @@ def load_source(source: str) -> dict[str, pd.DataFrame]:
         if not path.exists():
             raise UserError(f"dataset file not found: {source}")
         sep = LOCAL_SUFFIXES[path.suffix.lower()]
+        noted_read(path)
         frame = pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
         return {"train": frame}
     target = resolve("datasets", source)
@@ -89,7 +91,7 @@ def load_source(source: str) -> dict[str, pd.DataFrame]:
         files = sorted(Path(target).glob("*.parquet"))
         if not files:
             raise UserError(f"mirror directory {target} holds no <split>.parquet files")
-        return {f.stem: pd.read_parquet(f) for f in files}
+        return {f.stem: read_parquet(f) for f in files}
     import datasets  # only needed online
 
     try:

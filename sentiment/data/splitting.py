@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sklearn.model_selection import train_test_split
 from sentiment.config import DatasetConfig, Section, UserError
 from sentiment.data.datasets import encode_labels
 from sentiment.data.hub import LOCAL_SUFFIXES
-from sentiment.paths import source_dir
+from sentiment.paths import SPLITS, source_dir
 
 
 class SplitConfig(Section):
@@ -93,7 +94,7 @@ def find_leakage(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Rows of train/dev whose normalised text also occurs in a later split (dev, test)."""
     keys = {name: normalise_for_dedup(frame["text"]) for name, frame in splits.items()}
     rows = []
-    for earlier, later in (("train", "dev"), ("train", "test"), ("dev", "test")):
+    for earlier, later in itertools.combinations(SPLITS, 2):
         hit = keys[earlier].isin(set(keys[later]))
         found = splits[earlier][hit.to_numpy()]
         rows.append(found.assign(split=earlier, duplicate_of=later)[["split", "duplicate_of", "id", "text", "label"]])

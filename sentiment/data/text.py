@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import pandas as pd
 from nltk.tokenize import TweetTokenizer
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from sentiment.config import Section
 
@@ -27,16 +27,16 @@ PUNCT_ONLY_RE = re.compile(r"^[^\w!?]+$")
 class Cleaning:
     """The light cleaning every transformer input gets (the part of params.yaml `clean` that applies to it)."""
 
-    url_placeholder: str = ""
-    user_placeholder: str = ""
-    max_repeat: int = 2
+    url_placeholder: str
+    user_placeholder: str
+    max_repeat: int
 
 
 def _strip_controls(text: str) -> str:
     return "".join(" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in text)
 
 
-def clean_text(text: str, cfg: Cleaning = Cleaning()) -> str:
+def clean_text(text: str, cfg: Cleaning) -> str:
     """Light cleaning that keeps what a transformer can use (case, punctuation, emoji)."""
     text = html.unescape(text)
     text = TAG_RE.sub(" ", text)
@@ -121,9 +121,11 @@ def make_normalizer(
     )
 
 
-class CleanConfig(Section):
-    """params.yaml `clean`."""
+class TextCleaning(Section):
+    """params.yaml `clean`'s text cleaning, read without `drop_label_issues` (which only the models' training rows
+    follow: sentiment.data.datasets.TrainRows)."""
 
+    model_config = ConfigDict(extra="ignore", frozen=True)
     url_placeholder: str  # "" removes URLs
     user_placeholder: str  # "" removes @mentions
     max_repeat: int = Field(ge=0, le=100)  # "soooo" -> "soo"; 0 keeps elongations
@@ -132,7 +134,6 @@ class CleanConfig(Section):
     keep_negations: bool  # the `words.negation` list survives stopword removal
     lemmatize: bool
     stem: bool
-    drop_label_issues: bool  # train rows that label_issues flags are dropped
 
     def light(self) -> Cleaning:
         return Cleaning(self.url_placeholder, self.user_placeholder, self.max_repeat)
@@ -147,8 +148,15 @@ class CleanConfig(Section):
         )
 
 
+class CleanConfig(TextCleaning):
+    """params.yaml `clean`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    drop_label_issues: bool  # train rows that label_issues flags are dropped
+
+
 def clean_split(
-    frame: pd.DataFrame, cfg: CleanConfig, normalize: Normalizer, *, dedup: bool
+    frame: pd.DataFrame, cfg: TextCleaning, normalize: Normalizer, *, dedup: bool
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Clean one split; return it and the rows dropped per reason."""
     light = cfg.light()
@@ -180,10 +188,17 @@ def has_any(text: str, vocabulary: set[str]) -> bool:
     return any(t in vocabulary or (negation_suffix and t.endswith("n't")) for t in words(text))
 
 
-class WordLists(Section):
+class NegationWords(Section):
+    """params.yaml `words.negation`, read without the other lists (what the baselines' normalizer keeps)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    negation: list[str]
+
+
+class WordLists(NegationWords):
     """params.yaml `words`: named word lists (read as YAML 1.2, so a bare `no` is the word)."""
 
-    negation: list[str]
+    model_config = ConfigDict(extra="forbid", frozen=True)
     contrast: list[str]
 
     def sets(self) -> dict[str, set[str]]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
-from sentiment.config import Section, UserError
+from sentiment.config import Section
 from sentiment.data.datasets import logit_columns, prob_columns
 from sentiment.io import pyplot, save_figure, write_csv
 from sentiment.metrics import (
@@ -23,23 +23,36 @@ from sentiment.metrics import (
     reliability,
     scale,
 )
-
-# the model that is charted, compared (McNemar) with the best baseline, exported, served and described by the
-# cards: the fine-tuned encoder, the only model with a head to export and a training run to describe
-PRIMARY = "finetune"
+from sentiment.paths import HELD_OUT, PRIMARY
 
 
-class EvaluateConfig(Section):
-    """params.yaml `evaluate`."""
+class Scoring(Section):
+    """params.yaml `evaluate`'s calibration bins and bootstrap resamples, read without its model list (distill
+    scores its student as evaluate scores the teacher)."""
 
-    models: dict[str, str]  # model name -> the stage whose out dir holds its predictions
+    model_config = ConfigDict(extra="ignore", frozen=True)
     ece_bins: int = Field(ge=2, le=1000)
     bootstrap_resamples: int = Field(ge=1000, le=10**6)
 
-    def check(self) -> EvaluateConfig:
-        if PRIMARY not in self.models:
-            raise UserError(f"invalid param evaluate.models={sorted(self.models)}: it must list {PRIMARY!r}")
-        return self
+
+class EvaluatedModels(Section):
+    """params.yaml `evaluate.models`, read without the rest (slices scores the same models)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    models: dict[str, str]  # model name -> the stage whose out dir holds its predictions
+
+    @field_validator("models")
+    @classmethod
+    def _lists_primary(cls, models: dict[str, str]) -> dict[str, str]:
+        if PRIMARY not in models:
+            raise ValueError(f"it must list {PRIMARY!r}")
+        return models
+
+
+class EvaluateConfig(Scoring, EvaluatedModels):
+    """params.yaml `evaluate`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def logits_of(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -50,7 +63,7 @@ def logits_of(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
 
 
 def evaluate_model(
-    frames: dict[str, pd.DataFrame], names: list[str], cfg: EvaluateConfig, seed: int, temperature: float | None = None
+    frames: dict[str, pd.DataFrame], names: list[str], cfg: Scoring, seed: int, temperature: float | None = None
 ) -> dict[str, Any]:
     """All figures for one model on dev and test; the temperature (the one the model folder carries, which serving
     applies, else fitted here on dev logits) applied to both."""
@@ -65,11 +78,8 @@ def evaluate_model(
         figures["calibration"] = calibration(labels, probs, cfg.ece_bins)
         figures["calibration_scaled"] = calibration(labels, scale(logits_of(frame, names), temperature), cfg.ece_bins)
         if split == "test":
-            n, s = cfg.bootstrap_resamples, seed
-            figures["ci95"] = {
-                "accuracy": bootstrap_interval(labels, preds, "accuracy", n, s),
-                "f1_macro": bootstrap_interval(labels, preds, "f1_macro", n, s),
-            }
+            k, n, s = len(names), cfg.bootstrap_resamples, seed
+            figures["ci95"] = {metric: bootstrap_interval(labels, preds, metric, k, n, s) for metric in ("accuracy", "f1_macro")}
         out[split] = figures
     return out
 
@@ -78,7 +88,7 @@ def comparison_table(results: dict[str, Any]) -> pd.DataFrame:
     """The baseline-vs-finetune and dev-vs-test table."""
     rows = []
     for model, r in results.items():
-        for split in ("dev", "test"):
+        for split in HELD_OUT:
             f = r[split]
             rows.append(
                 {

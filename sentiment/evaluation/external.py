@@ -97,11 +97,11 @@ def set_metrics(
 ) -> dict[str, Any]:
     """Accuracy and F1-macro with 95% intervals, ECE before/after the in-domain temperature, and (when the set
     has fewer labels than the model) the share of predictions outside them and the accuracy restricted to them."""
-    n, s = cfg.bootstrap_resamples, seed
+    k, n, s = probs.shape[1], cfg.bootstrap_resamples, seed
     out: dict[str, Any] = {
-        **accuracy_and_f1(labels, preds),
-        "accuracy_ci95": bootstrap_interval(labels, preds, "accuracy", n, s),
-        "f1_macro_ci95": bootstrap_interval(labels, preds, "f1_macro", n, s),
+        **accuracy_and_f1(labels, preds, k),
+        "accuracy_ci95": bootstrap_interval(labels, preds, "accuracy", k, n, s),
+        "f1_macro_ci95": bootstrap_interval(labels, preds, "f1_macro", k, n, s),
         "ece": expected_calibration_error(labels, probs, cfg.ece_bins),
         "ece_scaled": expected_calibration_error(labels, scaled, cfg.ece_bins),
     }

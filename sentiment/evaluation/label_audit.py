@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, PositiveInt
+from pydantic import ConfigDict, Field, PositiveInt
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -45,17 +45,25 @@ class EncoderAudit(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
 
 
-class LabelIssuesConfig(Section):
+class SuspectLabels(Section):
+    """params.yaml `label_issues`'s rule and how many ranked rows are kept, read without the rest (evaluate audits
+    the test labels by them)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    filter_by: FilterBy  # cleanlab's rule for which rows are issues
+    shown: PositiveInt  # ranked rows kept in the plots CSVs (train issues, test suspects)
+
+
+class LabelIssuesConfig(SuspectLabels):
     """params.yaml `label_issues`."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
     model: Literal["tfidf", "embeddings", "encoder"]  # where the out-of-fold probabilities come from
     folds: int = Field(ge=2, le=20)
     group_folds: Literal["auto"] | bool  # folds keep texts that contain one another together
     tfidf_C: float = Field(gt=0)  # the TF-IDF model's LogisticRegression C (baseline.tfidf's features)
-    filter_by: FilterBy  # cleanlab's rule for which rows are issues
     max_rows: PositiveInt | None  # a seeded stratified sample of train is audited; null: all of it
     inject_fraction: float = Field(ge=0, lt=0.5)  # share of labels planted wrong to measure the audit; 0 skips it
-    shown: PositiveInt  # ranked rows kept in the plots CSVs (train issues, test suspects)
     embeddings: EmbeddingModel
     encoder: EncoderAudit
 

@@ -13,7 +13,7 @@ from sentiment.config import Section
 from sentiment.data.datasets import prob_columns
 from sentiment.data.text import has_any
 from sentiment.io import pyplot, save_figure
-from sentiment.metrics import accuracy, accuracy_and_f1, bootstrap_interval, f1_macro
+from sentiment.metrics import accuracy_and_f1, bootstrap_interval
 
 
 class SlicesConfig(Section):
@@ -54,9 +54,13 @@ def slice_masks(texts: pd.Series, word_lists: dict[str, set[str]], bounds: list[
     return masks
 
 
-def slice_table(frame: pd.DataFrame, masks: dict[str, np.ndarray], resamples: int, seed: int) -> list[dict[str, Any]]:
+def slice_table(
+    frame: pd.DataFrame, masks: dict[str, np.ndarray], n_classes: int, resamples: int, seed: int
+) -> list[dict[str, Any]]:
+    """Accuracy and F1-macro (over the label list's `n_classes`) of each slice, their difference from the whole
+    set's and a bootstrap interval."""
     labels, preds = frame["label"].to_numpy(), frame["pred"].to_numpy()
-    overall = accuracy_and_f1(labels, preds)
+    overall = accuracy_and_f1(labels, preds, n_classes)
     rows = []
     for name, mask in masks.items():
         n = int(mask.sum())
@@ -65,10 +69,10 @@ def slice_table(frame: pd.DataFrame, masks: dict[str, np.ndarray], resamples: in
             rows.append({**row, "accuracy": None, "f1_macro": None, "note": "empty slice"})
             continue
         y, p = labels[mask], preds[mask]
-        for metric, fn in (("accuracy", accuracy), ("f1_macro", f1_macro)):
-            row[metric] = fn(y, p)
-            row[f"{metric}_delta"] = row[metric] - overall[metric]
-            row[f"{metric}_ci95"] = bootstrap_interval(y, p, metric, resamples, seed) if n >= 2 else [None, None]
+        for metric, value in accuracy_and_f1(y, p, n_classes).items():
+            row[metric] = value
+            row[f"{metric}_delta"] = value - overall[metric]
+            row[f"{metric}_ci95"] = bootstrap_interval(y, p, metric, n_classes, resamples, seed) if n >= 2 else [None, None]
         rows.append(row)
     return rows
 

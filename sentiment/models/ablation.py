@@ -10,11 +10,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from sentiment.config import Section, UserError, section
-from sentiment.data.datasets import HELD_OUT
+from sentiment.config import Section, UserError, validated
 from sentiment.io import pyplot, save_figure
-from sentiment.models.config import SCRATCH, ModelConfig, Pooling
-from sentiment.models.light import LightBudget, with_overrides
+from sentiment.models.config import SCRATCH, EncoderChoice, HeadChoice, LightBudget, ModelConfig, Pooling
+from sentiment.paths import HELD_OUT
 
 Encoder = Literal["pretrained", "scratch"]
 
@@ -24,7 +23,7 @@ class AblationConfig(Section):
 
     datasets: list[str]
     pooling: list[Pooling]
-    dropout: list[float]
+    dropout: list[int | float]  # an int stays one: cell names spell the values as dvc.yaml interpolates them
     seeds: list[int]
 
 
@@ -33,34 +32,28 @@ def cell_name(encoder: str, pooling: str, dropout: Any, seed: Any) -> str:
     return f"{encoder}-{pooling}-{dropout}-{seed}"
 
 
-def cell_params(params: dict[str, Any], encoder: Encoder, pooling: str, dropout: float, seed: int) -> dict[str, Any]:
-    """params.yaml with one cell's overrides and the light budget applied."""
-    budget = section(LightBudget, params, "light")
-    model: dict[str, Any] = {"pooling": pooling, "dropout": float(dropout)}
+def cell_model(configured: EncoderChoice, encoder: Encoder, pooling: str, dropout: float) -> ModelConfig:
+    """One cell's model: the configured encoder (`pretrained`) or a from-scratch one over its tokenizer, with the
+    cell's pooling and dropout."""
+    model: dict[str, Any] = {**configured.model_dump(), "pooling": pooling, "dropout": dropout}
     if encoder == SCRATCH:
         # a from-scratch encoder over the configured model's tokenizer (or model.tokenizer's)
-        configured = section(ModelConfig, params, "model")
         model.update(name=SCRATCH, tokenizer=configured.tokenizer or configured.name)
-    cell = with_overrides(params, budget, model=model)
-    cell["seed"] = int(seed)
-    return cell
+    return validated(ModelConfig, model, "model")
 
 
-def grid_cells(params: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
-    """The cells dvc.yaml's ablation matrices declare: the pretrained grid and the scratch row."""
-    grid = section(AblationConfig, params, "ablations")
-    section(ModelConfig, params, "model")
-    # both sections validated; their values are read as written, spelled as dvc.yaml interpolates them in directory names
-    raw, model = params["ablations"], params["model"]
-    cells = [("pretrained", p, d, s) for p in grid.pooling for d in raw["dropout"] for s in raw["seeds"]]
-    cells += [(SCRATCH, model["pooling"], model["dropout"], s) for s in raw["seeds"]]
+def grid_cells(grid: AblationConfig, model: HeadChoice) -> list[tuple[str, str, Any, Any]]:
+    """The cells dvc.yaml's ablation matrices declare: the pretrained grid and the scratch row (the configured
+    pooling and dropout)."""
+    cells = [("pretrained", p, d, s) for p in grid.pooling for d in grid.dropout for s in grid.seeds]
+    cells += [(SCRATCH, model.pooling, model.dropout, s) for s in grid.seeds]
     return cells
 
 
-def read_cells(root: Path, params: dict[str, Any]) -> pd.DataFrame:
+def read_cells(root: Path, grid: AblationConfig, model: HeadChoice) -> pd.DataFrame:
     """One row per cell: its settings and dev/test accuracy and F1-macro."""
     rows = []
-    for encoder, pooling, dropout, seed in grid_cells(params):
+    for encoder, pooling, dropout, seed in grid_cells(grid, model):
         path = root / cell_name(encoder, pooling, dropout, seed) / "metrics.json"
         if not path.exists():
             raise UserError(f"ablation cell missing: {path} (run `dvc repro ablation_cell ablation_scratch`)")
@@ -73,12 +66,11 @@ def read_cells(root: Path, params: dict[str, Any]) -> pd.DataFrame:
 FIGURES = ["dev_accuracy", "dev_f1_macro", "test_accuracy", "test_f1_macro"]
 
 
-def summarise(cells: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def summarise(cells: pd.DataFrame, budget: LightBudget, model: HeadChoice) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(per-configuration table, metrics report): mean ± std over seeds, deltas vs the final config."""
-    budget = section(LightBudget, params, "light")
     grouped = cells.groupby(["encoder", "pooling", "dropout"], sort=True)[FIGURES]
     summary = grouped.mean().join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std")).join(grouped.size().rename("seeds"))
-    final = ("pretrained", params["model"]["pooling"], float(params["model"]["dropout"]))
+    final = ("pretrained", model.pooling, float(model.dropout))
     for figure in FIGURES:  # NaN (null in the JSON) when an experiment's final config is outside the grid
         reference = summary.loc[final, figure] if final in summary.index else float("nan")
         summary[f"{figure}_delta_vs_final"] = summary[figure] - reference

@@ -9,17 +9,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
 from sentiment.config import Section, UserError
 from sentiment.data.hub import ensure_nltk
+from sentiment.metrics import f1_macro
 
 
 class TfidfConfig(Section):
@@ -30,25 +30,33 @@ class TfidfConfig(Section):
     sublinear_tf: bool
 
 
-class BaselineConfig(Section):
-    """params.yaml `baseline`."""
+class TfidfModel(Section):
+    """params.yaml `baseline`'s TF-IDF features and logistic-regression solver, read without its grid search (the
+    label audit's `tfidf` model)."""
 
+    model_config = ConfigDict(extra="ignore", frozen=True)
     tfidf: TfidfConfig
     solver: str
     max_iter: int = Field(ge=1)
     tol: float = Field(gt=0)
-    grid: dict[str, list[Any]]  # LogisticRegression arguments -> values to search
-    cv_folds: int = Field(ge=2, le=20)
     n_jobs: int
 
 
-def one_vs_rest(cfg: BaselineConfig, n_classes: int) -> bool:
+class BaselineConfig(TfidfModel):
+    """params.yaml `baseline`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    grid: dict[str, list[Any]]  # LogisticRegression arguments -> values to search
+    cv_folds: int = Field(ge=2, le=20)
+
+
+def one_vs_rest(cfg: TfidfModel, n_classes: int) -> bool:
     # liblinear is the fastest l1/l2 solver on sparse TF-IDF (saga with l1 takes minutes a fit here);
     # since scikit-learn 1.8 it is binary-only, so 3 classes run one-vs-rest, as it did before.
     return cfg.solver == "liblinear" and n_classes > 2
 
 
-def build_pipeline(cfg: BaselineConfig, seed: int, n_classes: int, memory: str | None = None) -> Pipeline:
+def build_pipeline(cfg: TfidfModel, seed: int, n_classes: int, memory: str | None = None) -> Pipeline:
     """TF-IDF over whitespace tokens of `text_norm` -> logistic regression, as one estimator."""
     tfidf = cfg.tfidf
     vectorizer = TfidfVectorizer(
@@ -164,7 +172,7 @@ def fit_thresholds(scores: np.ndarray, labels: np.ndarray, n_classes: int, step:
     candidates = np.round(np.arange(-1.0, 1.0 + step / 2, step), 6)
     best, best_f1 = None, -1.0
     for cut in combinations_with_replacement(candidates, n_classes - 1):
-        f1 = f1_score(labels, apply_thresholds(scores, list(cut)), average="macro", labels=range(n_classes), zero_division=0)
+        f1 = f1_macro(labels, apply_thresholds(scores, list(cut)), n_classes)
         if f1 > best_f1 + 1e-12:
             best, best_f1 = list(cut), f1
     return [float(c) for c in best]

@@ -15,9 +15,8 @@ from pydantic import Field, PositiveInt
 from torch import nn
 from transformers import Trainer, set_seed
 
-from sentiment.config import Section, UserError, dataset, section, validated_seed
-from sentiment.data.datasets import HELD_OUT, read_clean, training_rows
-from sentiment.data.text import CleanConfig
+from sentiment.config import Section, UserError
+from sentiment.data.datasets import read_clean
 from sentiment.metrics import accuracy_and_f1
 from sentiment.models.classifier import SentimentClassifier, load_classifier, save_classifier
 from sentiment.models.config import TrainConfig
@@ -32,6 +31,7 @@ from sentiment.models.training import (
     trained_with,
     training_curves,
 )
+from sentiment.paths import HELD_OUT
 
 
 class DistillConfig(Section):
@@ -99,31 +99,29 @@ class DistillTrainer(Trainer):
 
 def distill(
     key: str,
-    params: dict[str, Any],
+    names: list[str],
+    cfg: DistillConfig,
+    train_cfg: TrainConfig,
+    seed: int,
+    reading: Reading,
+    train_rows: pd.DataFrame,
     teacher_dir: Path,
     out_dir: Path | None,
     checkpoint_dir: Path,
     *,
     resume: bool = False,
     live_dir: Path | None = None,
-    train_rows: pd.DataFrame | None = None,
 ) -> dict[str, Any] | None:
-    """Distil the teacher at `teacher_dir` into a student on `train_rows` (default: the train split the teacher
-    learnt from), keep its best dev epoch, write the model under out_dir; return its figures and dev/test
-    predictions (None on ranks other than 0)."""
-    names = dataset(params, key).labels
-    cfg = section(DistillConfig, params, "distill")
-    train_cfg = section(TrainConfig, params, "train").model_copy(
-        update={"epochs": cfg.epochs, "learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size}
-    )
-    seed = validated_seed(params)
+    """Distil the teacher at `teacher_dir` into a student on `train_rows` under `train_cfg`'s recipe (its epochs,
+    learning rate and batch size `cfg`'s), keep its best dev epoch, write the model under out_dir with dev/test
+    predictions read as `reading` says; return its figures and predictions (None on ranks other than 0)."""
+    student_budget = {"epochs": cfg.epochs, "learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size}
+    train_cfg = train_cfg.model_copy(update=student_budget)
     bf16 = precision_flags(train_cfg.precision)["bf16"]
     teacher, tokenizer, meta = load_classifier(teacher_dir)
     student = student_of(teacher, cfg.layers).train()
     frames = {split: read_clean(key, split) for split in HELD_OUT}
-    frames["train"] = (
-        train_rows if train_rows is not None else training_rows(key, section(CleanConfig, params, "clean").drop_label_issues)
-    )
+    frames["train"] = train_rows
     max_length = int(meta["max_length"])
     start = time.perf_counter()
     # the teacher's soft labels read as training reads (truncated), under training's precision: training input
@@ -156,7 +154,7 @@ def distill(
     print(f"[distill:{key}] {len(cfg.layers)}-layer student trained on {len(data['train'])} examples in {seconds:.0f}s")
     if not trainer.is_world_process_zero():
         return None
-    trained: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
+    trained: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     figures: dict[str, Any] = {
         "layers": cfg.layers,
         "teacher_layers": teacher_layers,
@@ -166,13 +164,12 @@ def distill(
         "train_rows": len(frames["train"]),
         "trained_with": trained_with(trainer.args),
     }
-    reading, scored_as = section(Reading, params, "predict"), train_cfg.model_copy(update={"max_length": max_length})
+    scored_as = train_cfg.model_copy(update={"max_length": max_length})
     predictions = reference_predictions(trained, tokenizer, frames, names, scored_as, reading)
     for split, frame in predictions.items():
-        figures[split] = accuracy_and_f1(frame["label"], frame["pred"])
+        figures[split] = accuracy_and_f1(frame["label"], frame["pred"], len(names))
     head = {"labels": names, "max_length": max_length, "base_model": meta.get("base_model"), "distilled_layers": cfg.layers}
     save_classifier(trained, tokenizer, out_dir / "model", {**head, **served_facts("distill", key, predictions, names)})
-    figures["predictions"] = predictions
     figures["curves"] = training_curves(trainer.state.log_history)
     figures["predictions"] = predictions
     return figures

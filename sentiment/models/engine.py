@@ -63,13 +63,15 @@ def length_sorted_batches(sequences: list[list[int]], batch_size: int) -> list[n
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def padded_rows(tokenizer: Any, sequences: list[list[int]], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """int64 input_ids and attention_mask of `rows`, padded to their longest."""
+    padded = tokenizer.pad({"input_ids": [sequences[i] for i in rows]}, return_tensors="np")
+    return {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+
+
 def padded_batches(tokenizer: Any, sequences: list[list[int]], batch_size: int) -> Batches:
     """(row indices, int64 input_ids and attention_mask padded to the batch's longest row) per length-sorted batch."""
-    batches = []
-    for rows in length_sorted_batches(sequences, batch_size):
-        padded = tokenizer.pad({"input_ids": [sequences[i] for i in rows]}, return_tensors="np")
-        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
-    return batches
+    return [(rows, padded_rows(tokenizer, sequences, rows)) for rows in length_sorted_batches(sequences, batch_size)]
 
 
 def run_batches(run: Backend, batches: Batches, n: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from sklearn.model_selection import cross_val_predict
 
 from sentiment.config import Section, UserError
 from sentiment.metrics import scale
-from sentiment.models.baselines import BaselineConfig, build_pipeline, one_vs_rest
+from sentiment.models.baselines import TfidfModel, build_pipeline, one_vs_rest
 from sentiment.models.config import ModelConfig, TrainConfig
 from sentiment.models.engine import Reading, score_logits, torch_backend
 
@@ -65,7 +65,7 @@ def embedding_probs(embeddings: np.ndarray, labels: np.ndarray, C: float, folds:
 
 
 def tfidf_probs(
-    texts: pd.Series, labels: np.ndarray, cfg: BaselineConfig, C: float, folds: Folds, seed: int, n_classes: int
+    texts: pd.Series, labels: np.ndarray, cfg: TfidfModel, C: float, folds: Folds, seed: int, n_classes: int
 ) -> np.ndarray:
     """Probabilities from the TF-IDF pipeline (logistic regression at `C`) fitted on the other folds."""
     pipeline = build_pipeline(cfg, seed, n_classes)
@@ -116,7 +116,7 @@ def fold_model(
     seed: int,
     n_classes: int,
     *,
-    baseline: BaselineConfig | None = None,
+    baseline: TfidfModel | None = None,
     tfidf_C: float = 1.0,
     embeddings: EmbeddingModel | None = None,
     encoder: ModelConfig | None = None,

@@ -28,15 +28,15 @@ from transformers import (
 )
 from transformers.utils import is_torch_bf16_gpu_available
 
-from sentiment.config import UserError, dataset, section, validated_seed
-from sentiment.data.datasets import HELD_OUT, logit_columns, predictions_frame, read_clean, training_rows
-from sentiment.data.text import CleanConfig
+from sentiment.config import UserError
+from sentiment.data.datasets import logit_columns, predictions_frame, read_clean, training_rows
 from sentiment.io import atomic_dir, write_csv
 from sentiment.machine import cpu_flags, cpu_supports_bf16
 from sentiment.metrics import accuracy_and_f1, fit_temperature, scale
 from sentiment.models.classifier import SentimentClassifier, build_model, load_tokenizer, model_max_length, save_classifier
-from sentiment.models.config import ModelConfig, TrainConfig
+from sentiment.models.config import ModelConfig, Recipe, TrainConfig
 from sentiment.models.engine import Reading, score_logits, torch_backend
+from sentiment.paths import HELD_OUT
 
 
 def is_main_process() -> bool:
@@ -78,18 +78,18 @@ def tokenize(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length
 
 
 def compute_metrics(prediction) -> dict[str, float]:
-    return accuracy_and_f1(prediction.label_ids, prediction.predictions.argmax(axis=-1))
+    return accuracy_and_f1(prediction.label_ids, prediction.predictions.argmax(axis=-1), prediction.predictions.shape[-1])
 
 
-def validated(params: dict[str, Any]) -> tuple[ModelConfig, TrainConfig, PreTrainedTokenizerBase]:
-    """The model and train sections checked, and the tokenizer loaded, before any training starts."""
-    model_cfg, train_cfg = section(ModelConfig, params, "model"), section(TrainConfig, params, "train")
+def validated(model_cfg: ModelConfig, train_cfg: TrainConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer, loaded once max_length and precision are checked against the encoder and machine, before
+    any training starts."""
     tokenizer = load_tokenizer(model_cfg)
     limit = model_max_length(model_cfg, tokenizer)
     if train_cfg.max_length > limit:
         raise UserError(f"invalid param train.max_length={train_cfg.max_length!r}: {model_cfg.name} accepts 2..{limit}")
     precision_flags(train_cfg.precision)
-    return model_cfg, train_cfg, tokenizer
+    return tokenizer
 
 
 def build_trainable(
@@ -299,13 +299,14 @@ def served_facts(model: str, key: str, predictions: dict[str, pd.DataFrame], nam
         "model": model,
         "dataset": key,
         "temperature": fit_temperature(logits, dev["label"].to_numpy()),
-        "test": accuracy_and_f1(test["label"], test["pred"]),
+        "test": accuracy_and_f1(test["label"], test["pred"], len(names)),
     }
 
 
 def finetune(
     key: str,
-    params: dict[str, Any],
+    names: list[str],
+    recipe: Recipe,
     out_dir: Path | None,
     checkpoint_dir: Path,
     *,
@@ -319,11 +320,10 @@ def finetune(
     (readable by `dvc exp show` / `dvc plots show` during the run). Under several processes only rank 0
     logs, predicts, writes and returns metrics (out_dir is None on the others).
     """
-    names = dataset(params, key).labels
-    model_cfg, train_cfg, tokenizer = validated(params)
-    seed = validated_seed(params)
+    model_cfg, train_cfg, seed = recipe.model, recipe.train, recipe.seed
+    tokenizer = validated(model_cfg, train_cfg)
     frames = {split: read_clean(key, split) for split in HELD_OUT}
-    frames["train"] = training_rows(key, section(CleanConfig, params, "clean").drop_label_issues)
+    frames["train"] = training_rows(key, recipe.drop_label_issues)
     if train_fraction < 1:
         frames["train"] = frames["train"].groupby("label", group_keys=False).sample(frac=train_fraction, random_state=seed)
     data = {split: tokenize(frame, tokenizer, train_cfg.max_length) for split, frame in frames.items()}
@@ -349,10 +349,10 @@ def finetune(
         "train_rows": len(frames["train"]),  # fewer than clean's when clean.drop_label_issues drops the audit's flags
         "trained_with": trained_with(trainer.args),
     }
-    unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model)
-    predictions = reference_predictions(unwrapped, tokenizer, frames, names, train_cfg, section(Reading, params, "predict"))
+    unwrapped: SentimentClassifier = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    predictions = reference_predictions(unwrapped, tokenizer, frames, names, train_cfg, recipe.reading)
     for split, frame in predictions.items():
-        metrics[split] = accuracy_and_f1(frame["label"], frame["pred"])
+        metrics[split] = accuracy_and_f1(frame["label"], frame["pred"], len(names))
         write_csv(frame, out_dir / f"finetune_{split}.csv")
     save_classifier(
         unwrapped,

@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentiment.config import DatasetConfig, Section, dataset, section, validated_seed
+from sentiment.config import DatasetConfig, Params, Section
 from sentiment.data.hub import LOCAL_SUFFIXES
 from sentiment.data.splitting import SplitConfig
-from sentiment.evaluation.evaluate import PRIMARY
-from sentiment.evaluation.label_audit import NOISE_KINDS
 from sentiment.io import read_json
 from sentiment.models.config import ModelConfig, TrainConfig
-from sentiment.paths import results_file
+from sentiment.paths import PRIMARY, SPLITS, results_file
 from sentiment.stage import stage_results
 
 FAILING = 0.05  # a behavioural test failed this often or more is named as a limitation
@@ -39,15 +37,16 @@ class CardParams:
     seed: int
 
 
-def card_params(key: str, params: dict[str, Any]) -> CardParams:
+def card_params(key: str, params: Params) -> CardParams:
+    """The sections a model card reads, validated."""
     return CardParams(
         key=key,
-        dataset=dataset(params, key),
-        split=section(SplitConfig, params, "split"),
-        model=section(ModelConfig, params, "model"),
-        train=section(TrainConfig, params, "train"),
-        card=section(CardConfig, params, "card"),
-        seed=validated_seed(params),
+        dataset=params.dataset(key),
+        split=params.section(SplitConfig, "split"),
+        model=params.section(ModelConfig, "model"),
+        train=params.section(TrainConfig, "train"),
+        card=params.section(CardConfig, "card"),
+        seed=params.seed,
     )
 
 
@@ -212,7 +211,7 @@ def audit_lines(m: dict[str, Any], key: str) -> list[str]:
             f" Labels are planted wrong only among the {audit['planted']['uniform']['plantable_rows']} rows not flagged "
             "on the given labels, and scored there."
         )
-    for kind in NOISE_KINDS if "planted" in audit else ():
+    for kind in planted_kinds(audit):
         planted = audit["planted"][kind]
         lines[0] += (
             f" On {planted['planted']} labels planted wrong ({kind.replace('_', '-')}), its label-quality score ranks them "
@@ -273,7 +272,7 @@ def card_json(p: CardParams, m: dict[str, Any]) -> dict[str, Any]:
         "intended_use": f"{len(ds.labels)}-class {task(ds)} of texts like those in {ds.source}"
         + (f" ({ds.description})" if ds.description else ""),
         "skipped": {**m["evaluate"].get("skipped", {}), **m["behavior"].get("skipped", {})},
-        "data": {split: m["clean"][split]["rows"] for split in ("train", "dev", "test")},
+        "data": {split: m["clean"][split]["rows"] for split in SPLITS},
         "scored_split": scored_split(ds, p.split),
         "training": p.train.model_dump(mode="json"),
         "trained_with": m["finetune"].get("trained_with"),
@@ -314,6 +313,12 @@ PLANTED_FIGURES += ("precision_at_budget", "recall_at_budget")
 TEST_AUDIT_FIGURES = ("test_rows", "suspects", "reference", "baseline", "disputed_by_both", "disputed_by_both_share")
 
 
+def planted_kinds(audit: dict[str, Any]) -> list[str]:
+    """The kinds of noise the audit planted (label_audit.NOISE_KINDS, read from its results: importing the audit
+    would make the card depend on the training code)."""
+    return sorted(k for k, v in audit.get("planted", {}).items() if isinstance(v, dict))
+
+
 def label_audit_json(m: dict[str, Any]) -> dict[str, Any]:
     """The card's label audit: train rows audited and flagged, the planted-noise figures on the rows that could
     be planted, and the test labels found suspect."""
@@ -325,7 +330,7 @@ def label_audit_json(m: dict[str, Any]) -> dict[str, Any]:
         "dropped_from_train": dropped_label_issues(m),
     }
     if planted := audit.get("planted"):
-        card["planted"] = {kind: {k: planted[kind][k] for k in PLANTED_FIGURES} for kind in NOISE_KINDS}
+        card["planted"] = {kind: {k: planted[kind][k] for k in PLANTED_FIGURES} for kind in planted_kinds(audit)}
     if test := m["evaluate"].get("test_label_audit"):
         card["test_labels"] = {k: test.get(k) for k in TEST_AUDIT_FIGURES}
     return card

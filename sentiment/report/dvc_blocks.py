@@ -31,8 +31,13 @@ from typing import Any
 
 import yaml
 
-from sentiment.config import load_params
-from sentiment.evaluation.attribution import METHODS
+from sentiment.config import DatasetConfig, Params
+from sentiment.data.text import WordLists
+from sentiment.evaluation.attribution import METHODS, AttentionConfig
+from sentiment.evaluation.external import ExternalConfig
+from sentiment.models.ablation import AblationConfig
+from sentiment.models.config import ModelConfig
+from sentiment.models.distill import DistillConfig
 from sentiment.paths import data_dir, model_dir, plots_dir
 from sentiment.serving.forms import FORMS
 
@@ -196,11 +201,11 @@ def dataset_plots(
     ]
 
 
-def dataset_images(key: str, params: dict[str, Any], ablated: bool, external: bool) -> list[str]:
+def dataset_images(key: str, params: Params, ablated: bool, external: bool) -> list[str]:
     """The dataset's PNG figures, which `dvc plots show` renders beside the charts. The attention maps are
     named by the attention stage: <word list or failure><i>_<method>.png for i < examples_per_category."""
-    k = params.get("attention", {}).get("examples_per_category", 0)
-    categories = [*params.get("words", {}), "failure"]
+    k = params.section(AttentionConfig, "attention").examples_per_category
+    categories = [*params.section(WordLists, "words").sets(), "failure"]
     files = [plots_dir(key, "figures") / f"{name}.png" for name in ("confusion", "roc_pr", "reliability")]
     files += [plots_dir(key, "slices") / "slices.png", plots_dir(key, "behavior") / "failure_rates.png"]
     files += [plots_dir(key, "label_issues") / "noise_matrix.png"]
@@ -210,10 +215,10 @@ def dataset_images(key: str, params: dict[str, Any], ablated: bool, external: bo
     return [f.as_posix() for f in files]
 
 
-def artifacts(key: str, ds: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def artifacts(key: str, ds: DatasetConfig, params: Params) -> dict[str, Any]:
     """The dataset's fine-tuned model and its ONNX export, as model-registry artifacts."""
-    labels, encoder = ", ".join(ds["labels"]), params["model"]["name"]
-    tags = ["sentiment", key, *ds["labels"]]
+    labels, encoder = ", ".join(ds.labels), params.section(ModelConfig, "model").name
+    tags = ["sentiment", key, *ds.labels]
     return {
         f"{key}-sentiment": {
             "path": model_dir(key).as_posix(),
@@ -233,16 +238,18 @@ def artifacts(key: str, ds: dict[str, Any], params: dict[str, Any]) -> dict[str,
     }
 
 
-def render(params: dict[str, Any], root: Path = Path(".")) -> str:
-    ablated = set(params.get("ablations", {}).get("datasets", []))
-    external = set(params.get("external", {}).get("sets", {}))
+def render(params: Params, root: Path = Path(".")) -> str:
+    ablated = set(params.section(AblationConfig, "ablations").datasets)
+    external = set(params.section(ExternalConfig, "external").sets)
     # the frontier chart is bench/frontier.py's (committed) record: declared once it exists, as DVC reports a
     # declared plot file that is missing as "failed to load"
-    distilled = {k for k in params.get("distill", {}).get("datasets", []) if (root / FRONTIER / f"{k}.csv").exists()}
+    distillable = params.section(DistillConfig, "distill").datasets
+    distilled = {k for k in distillable if (root / FRONTIER / f"{k}.csv").exists()}
     plots: list[Any] = []
     registered: dict[str, Any] = {}
-    for key, ds in params["datasets"].items():
-        plots += dataset_plots(key, ds["labels"], key in ablated, key in external, key in distilled)
+    for key in params.dataset_keys:
+        ds = params.dataset(key)
+        plots += dataset_plots(key, ds.labels, key in ablated, key in external, key in distilled)
         plots += dataset_images(key, params, key in ablated, key in external)
         registered.update(artifacts(key, ds, params))
     blocks = {"plots": plots, "artifacts": registered}
@@ -299,7 +306,7 @@ def with_code_deps(stages_text: str, root: Path = Path(".")) -> str:
     return "\n".join(out)
 
 
-def updated(dvc_yaml: str, params: dict[str, Any], root: Path = Path(".")) -> str:
+def updated(dvc_yaml: str, params: Params, root: Path = Path(".")) -> str:
     head = dvc_yaml.split(MARKER, 1)[0].rstrip("\n")
     return f"{with_code_deps(head, root)}\n\n{render(params, root)}"
 
@@ -310,7 +317,7 @@ def main() -> None:
     args = parser.parse_args()
     path = Path("dvc.yaml")
     text = path.read_text()
-    new = updated(text, load_params())
+    new = updated(text, Params.load())
     if args.check:
         if new != text:
             print(

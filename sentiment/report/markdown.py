@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sentiment.config import UserError, load_params
+from sentiment.config import DatasetConfig, Params, Section, UserError
 from sentiment.io import model_digest
 from sentiment.paths import model_dir, results_file
 
@@ -17,14 +17,29 @@ RECORDS = Path("docs") / "results"
 NO_CURRENT_RECORD = "no speed record of the current models"
 
 
-def datasets(root: Path) -> dict[str, dict[str, Any]]:
+class Quoted(Section):
+    """params.yaml `report.reference.<key>`: what the effort this pipeline replaces published, quoted as written."""
+
+    published: dict[str, str] = {}  # figure name -> the published value
+    slices: str | None = None  # a sentence quoted under the slices table
+    ablations: str | None = None  # a sentence quoted under the ablations table
+
+
+class ReportConfig(Section):
+    """params.yaml `report`."""
+
+    reference: dict[str, Quoted]
+
+
+def datasets(root: Path) -> dict[str, DatasetConfig]:
     """params.yaml's datasets, in its order."""
-    return dict(load_params(root / "params.yaml").get("datasets") or {})
+    params = Params.load(root / "params.yaml")
+    return {key: params.dataset(key) for key in params.dataset_keys}
 
 
-def reference(root: Path, key: str) -> dict[str, Any]:
-    """params.yaml `report.reference.<key>`: figures the efforts this pipeline replaces published (quoted)."""
-    return ((load_params(root / "params.yaml").get("report") or {}).get("reference") or {}).get(key) or {}
+def reference(root: Path, key: str) -> Quoted:
+    """params.yaml `report.reference.<key>` (nothing quoted for a dataset it does not name)."""
+    return Params.load(root / "params.yaml").section(ReportConfig, "report").reference.get(key) or Quoted()
 
 
 def table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> list[str]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentiment.evaluation.evaluate import PRIMARY
-from sentiment.paths import results_file
+from sentiment.paths import PRIMARY, results_file
 from sentiment.report.cards import FAILING, failing_tests, flagged_clause, test_suspects_clause
 from sentiment.report.markdown import (
     END,
@@ -39,7 +38,7 @@ def test_rows(key: str, root: Path) -> list[dict[str, Any]]:
     evaluate = load(root / results_file(key, "evaluate"))
     if evaluate is None:
         return [{"dataset": key, "model": "_not run yet_"}]
-    published = reference(root, key).get("published", {})
+    published = reference(root, key).published
     note = {
         "finetune": "; ".join(v for k, v in published.items() if k.startswith("finetune")),
         "tfidf_lr": published.get("tfidf_lr_f1", ""),
@@ -118,7 +117,7 @@ def headline(root: Path) -> list[str]:
     lines = [*table([row for key in entries for row in test_rows(key, root)]), ""]
     for key, entry in entries.items():
         if parts := findings(key, root):
-            label = f"**{key}**, {entry['description']}" if entry.get("description") else f"**{key}**"
+            label = f"**{key}**, {entry.description}" if entry.description else f"**{key}**"
             lines.append(f"- {label}: " + "; ".join(parts) + ".")
     if any((root / results_file(key, "external")).exists() for key in entries):
         lines += ["", "In the wild (labelled sets from elsewhere, scored as torch fp32 and as served): docs/results.md."]

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentiment.evaluation.evaluate import PRIMARY
+from sentiment.config import DatasetConfig
 from sentiment.evaluation.label_audit import NOISE_KINDS
-from sentiment.paths import results_file
+from sentiment.paths import HELD_OUT, PRIMARY, results_file
 from sentiment.report.markdown import datasets, delta, fmt, interval, load, p_value, reference, table, with_ci
 
 
 def models_table(evaluate: dict[str, Any]) -> list[str]:
     rows = []
     for model, r in evaluate["models"].items():
-        for split in ("dev", "test"):
+        for split in HELD_OUT:
             f = r[split]
             rows.append(
                 {
@@ -29,10 +29,10 @@ def models_table(evaluate: dict[str, Any]) -> list[str]:
     return table(rows)
 
 
-def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
+def dataset_section(key: str, entry: DatasetConfig, root: Path) -> list[str]:
     results = (root / results_file(key, "evaluate")).parent
     evaluate = load(results / "evaluate.json")
-    lines = [f"### {key}: {entry['description']}" if entry.get("description") else f"### {key}", ""]
+    lines = [f"### {key}: {entry.description}" if entry.description else f"### {key}", ""]
     if evaluate is None:
         return [*lines, "_not run yet_", ""]
     lines += [*models_table(evaluate), ""]
@@ -44,11 +44,11 @@ def dataset_section(key: str, entry: dict[str, Any], root: Path) -> list[str]:
     if evaluate.get("skipped"):
         lines += ["", "Not fitted: " + "; ".join(f"{name} ({why})" for name, why in evaluate["skipped"].items()) + "."]
     quoted = reference(root, key)
-    lines += slices_section(results, quoted.get("slices")) + attention_section(results)
-    lines += ablation_section(results, quoted.get("ablations")) + export_section(results)
+    lines += slices_section(results, quoted.slices) + attention_section(results)
+    lines += ablation_section(results, quoted.ablations) + export_section(results)
     lines += external_section(results) + behavior_section(results) + label_audit_section(results)
     lines += suspect_test_labels_section(evaluate, key)
-    if published := quoted.get("published"):
+    if published := quoted.published:
         lines += [
             "",
             "Published by the reference efforts (not rerun here): "

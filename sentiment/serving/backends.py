@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from sentiment.io import noted_read
 from sentiment.models.engine import Backend
 
 RUNTIME_PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
@@ -31,6 +32,7 @@ def onnx_backend(path: Path, threads: int = 0, spin: bool = True) -> Backend:
     if not spin:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    noted_read(path)
     session = ort.InferenceSession(str(path), options, providers=providers)
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -45,6 +47,7 @@ def openvino_backend(path: Path, precision: Literal["f32", "bf16"] = "f32") -> B
     One infer request, called from one thread at a time (the engine's and the server's batcher do)."""
     import openvino as ov
 
+    noted_read(path)
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision})
     request = compiled.create_infer_request()
     output = compiled.output(0)

@@ -6,12 +6,14 @@ torch model) and `BuildInputs`; the heavy libraries are imported inside the buil
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sentiment.config import UserError
 from sentiment.models.engine import Batches, padded_batches
 
 
@@ -128,12 +130,47 @@ def openvino_int8(target: Path, source: Path | None, inputs: BuildInputs) -> Non
     """NNCF post-training int8 quantization of the fp32 ONNX graph for OpenVINO (transformer model type: the
     attention's softmax and the layer norms stay fp32), activation ranges from the dev calibration rows, one
     row per call (no padding in the statistics). Fixed ranges: a text's answer does not depend on its batch."""
+    nncf_int8(target, source, inputs, keep_fp32=lambda model: [])
+
+
+def openvino_int8_ffn_fp32(target: Path, source: Path | None, inputs: BuildInputs) -> None:
+    """openvino_int8 with each layer's feed-forward output projection kept fp32: the MatMuls whose input is the
+    intermediate (post-GELU) activation, the widest-ranged one, found by its width (the encoder config's
+    intermediate size; exactly one per layer, or an error), so any encoder family's graph works. Plain int8 of the
+    distilled students misses the agreement gate; bench/int8_accuracy_control.py compares the two."""
+    config = inputs.model.encoder.config
+    width = getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None)
+
+    def feed_forward_outputs(model: Any) -> list[str]:
+        names = []
+        for op in model.get_ops():
+            if op.get_type_name() == "MatMul":
+                shape = op.input(0).get_partial_shape()
+                last = shape[shape.rank.get_length() - 1]
+                if last.is_static and last.get_length() == width:
+                    names.append(op.get_friendly_name())
+        if len(names) != config.num_hidden_layers:
+            raise UserError(
+                f"openvino_int8_ffn_fp32: {len(names)} MatMuls of input width {width} in the graph, not one per layer "
+                f"({config.num_hidden_layers}): leave the form out of export.forms for this encoder"
+            )
+        return names
+
+    nncf_int8(target, source, inputs, keep_fp32=feed_forward_outputs)
+
+
+def nncf_int8(target: Path, source: Path | None, inputs: BuildInputs, keep_fp32: Callable[[Any], list[str]]) -> None:
+    """NNCF's int8 of the ONNX graph at `source`, calibrated on one dev row per call, the ops `keep_fp32` names in
+    the converted model left fp32; saved as OpenVINO IR with fp32 weights."""
     import nncf
     import openvino as ov
 
+    model = ov.convert_model(str(source))
     items = [np.asarray([row], dtype=np.int64) for row in inputs.calibration]
     dataset = nncf.Dataset(items, lambda ids: {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    kept = keep_fp32(model)
+    ignored = nncf.IgnoredScope(names=kept) if kept else None
     quantized = nncf.quantize(
-        ov.convert_model(str(source)), dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
+        model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items), ignored_scope=ignored
     )
     ov.save_model(quantized, str(target), compress_to_fp16=False)

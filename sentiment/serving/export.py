@@ -17,7 +17,7 @@ from pydantic import Field, PositiveInt, field_validator
 
 from sentiment.config import Section
 from sentiment.metrics import accuracy_and_f1, scale
-from sentiment.models.engine import Backend, Batches, padded_batches, run_batches
+from sentiment.models.engine import Backend, Batches, mean_per_text, padded_batches, padded_rows, run_batches
 from sentiment.serving.builders import BuildInputs
 from sentiment.serving.forms import FORMS, GateConfig, ServedBatchSize, gate_failures
 
@@ -67,24 +67,25 @@ def neighbour_batches(tokenizer: Any, sequences: list[list[int]], batch_size: in
     """The rows in a seeded random order, cut into batches of `batch_size` (the last one partial), each padded to
     its longest row: texts among neighbours of other lengths, as a server's calls mix them."""
     order = np.random.default_rng(seed).permutation(len(sequences))
-    batches = []
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        padded = tokenizer.pad({"input_ids": [sequences[i] for i in rows]}, return_tensors="np")
-        batches.append((rows, {k: padded[k].astype(np.int64) for k in ("input_ids", "attention_mask")}))
-    return batches
+    cuts = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return [(rows, padded_rows(tokenizer, sequences, rows)) for rows in cuts]
 
 
 def form_logits(
-    run: Backend, tokenizer: Any, sequences: list[list[int]], batch_sizes: list[int], seed: int
+    run: Backend, tokenizer: Any, sequences: list[list[int]], batch_sizes: list[int], seed: int, owner: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Logits of every row at each batch size (length-sorted batches, as predict runs; key "<size>") and, for each
-    size above 1, among seeded random neighbours (key "<size>_mixed")."""
+    """Logits of every text at each batch size (length-sorted batches, as predict runs; key "<size>") and, for each
+    size above 1, among seeded random neighbours (key "<size>_mixed"). `sequences` are windows, `owner` the text
+    each comes from (sentiment.models.engine.windows; None: one window per text), averaged per text as predict does."""
     n, logits = len(sequences), {}
+    owner = np.arange(n) if owner is None else owner
+    texts = int(owner.max()) + 1 if n else 0
     for size in batch_sizes:
-        logits[str(size)] = run_batches(run, padded_batches(tokenizer, sequences, size), n)
+        ways = {str(size): padded_batches(tokenizer, sequences, size)}
         if size > 1:
-            logits[f"{size}_mixed"] = run_batches(run, neighbour_batches(tokenizer, sequences, size, seed + size), n)
+            ways[f"{size}_mixed"] = neighbour_batches(tokenizer, sequences, size, seed + size)
+        for way, batches in ways.items():
+            logits[way] = mean_per_text(run_batches(run, batches, n), owner, texts)
     return logits
 
 
@@ -94,7 +95,7 @@ def form_figures(logits: dict[str, np.ndarray], reference: np.ndarray, labels: n
     by_size = {}
     for way, z in logits.items():
         preds = z.argmax(axis=1)
-        by_size[way] = {**accuracy_and_f1(labels, preds), "agreement_with_torch": float((preds == reference).mean())}
+        by_size[way] = {**accuracy_and_f1(labels, preds, z.shape[1]), "agreement_with_torch": float((preds == reference).mean())}
     alone, alone_probs = logits["1"].argmax(axis=1), scale(logits["1"], 1.0)
     others = [way for way in logits if way != "1"]
     return {
@@ -109,12 +110,14 @@ def form_figures(logits: dict[str, np.ndarray], reference: np.ndarray, labels: n
 
 def score_forms(
     backends: dict[str, Backend], tokenizer: Any, sequences: list[list[int]], labels: np.ndarray, batch_sizes: list[int],
-    gate: GateConfig,
+    gate: GateConfig, owner: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """export.json's figures per form (torch first, the reference): form_figures, each metric's difference from
-    torch fp32 (the form's worst way of calling against torch alone), and the gate's verdict."""
+    torch fp32 (the form's worst way of calling against torch alone), and the gate's verdict. `sequences` and
+    `owner` as form_logits takes them."""
     sizes = sorted({1, *batch_sizes})
-    logits = {form: form_logits(run, tokenizer, sequences, sizes, gate.neighbour_seed) for form, run in backends.items()}
+    seed = gate.neighbour_seed
+    logits = {form: form_logits(run, tokenizer, sequences, sizes, seed, owner) for form, run in backends.items()}
     reference = logits["torch"]["1"].argmax(axis=1)
     report = {form: form_figures(z, reference, labels) for form, z in logits.items()}
     torch_alone = report["torch"]["by_batch_size"]["1"]

@@ -66,6 +66,15 @@ FORMS: dict[str, FormSpec] = {
             source="onnx",
         ),
         FormSpec(
+            "openvino_int8_ffn_fp32",
+            "openvino_int8 with each layer's feed-forward output projection kept fp32 (for models plain int8 moves)",
+            "openvino",
+            "int8",
+            "openvino_int8_ffn_fp32.xml",
+            builders.openvino_int8_ffn_fp32,
+            source="onnx",
+        ),
+        FormSpec(
             "onnx_int8_static",
             "int8, static (QDQ, uint8 activations with ranges calibrated on dev, int8 per-channel weights)",
             "onnx",
@@ -106,7 +115,7 @@ FORMS: dict[str, FormSpec] = {
     )
 }
 
-FORM_CHOICES = ("auto", *FORMS)  # what --form and the behavior/external `form` params accept
+FORM_CHOICES = ("auto", *FORMS)  # what `sentiment predict/serve --form` accepts
 Form = Literal[FORM_CHOICES]  # type: ignore[valid-type]
 Timings = Callable[[list[str]], dict[str, float]]
 

@@ -11,9 +11,15 @@ from sentiment.models.engine import Reading
 from sentiment.paths import MODELS
 
 
-class PredictConfig(Reading):
+class BatchedReading(Reading):
+    """params.yaml `predict`'s reading and batch size, read without its default model (the stages that score the
+    deployed forms)."""
+
+    batch_size: PositiveInt  # texts (or windows) per model call of `sentiment predict`, behavior and external
+
+
+class PredictConfig(BatchedReading):
     """params.yaml `predict`: long texts read as `Reading` says, in batches of `batch_size` texts (or windows)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    batch_size: PositiveInt  # texts (or windows) per model call of `sentiment predict`, behavior and external
     model: Literal[MODELS]  # type: ignore[valid-type]  # what predict, explain and serve use by default

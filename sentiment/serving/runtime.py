@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from sentiment.config import UserError
-from sentiment.data.text import CleanConfig, Cleaning, WordLists, clean_text
+from sentiment.data.text import Cleaning, NegationWords, TextCleaning, clean_text
 from sentiment.io import model_facts, read_results, trained_model
 from sentiment.metrics import scale
 from sentiment.models.baselines import vader_scores
 from sentiment.models.classifier import device, load_classifier
-from sentiment.models.engine import Backend, score_logits
+from sentiment.models.engine import Backend, Reading, score_logits
 from sentiment.paths import data_dir, export_stage, results_file
 from sentiment.serving.backends import RUNTIME_PACKAGES, installed
 from sentiment.serving.forms import FORMS, resolve
-from sentiment.serving.long_text import PredictConfig
+from sentiment.serving.long_text import BatchedReading
 from sentiment.serving.timing_cache import cache_entry, cached_timings
 
 
@@ -132,7 +132,7 @@ class FinetuneScorer(Scorer):
         key: str,
         form: str,
         cleaning: Cleaning,
-        reading: PredictConfig,
+        reading: Reading,
         batch_size: int,
         spin: bool = True,
         name: str = "finetune",
@@ -145,7 +145,7 @@ class FinetuneScorer(Scorer):
         self.run, self.tokenizer = load_backend(key, self.form, spin, model)
         self.cleaning, self.reading, self.batch_size = cleaning, reading, batch_size
 
-    def reading_as(self, reading: PredictConfig, name: str) -> FinetuneScorer:
+    def reading_as(self, reading: Reading, name: str) -> FinetuneScorer:
         """The same loaded model under another name, reading long texts as `reading` says."""
         other = copy.copy(self)
         other.name, other.reading, other.score = name, reading, other.scored
@@ -190,7 +190,7 @@ def evaluated(key: str) -> dict[str, Any]:
     return read_results(key, "evaluate")
 
 
-def baseline_scorer(key: str, name: str, labels: list[str], clean: CleanConfig, words: WordLists) -> Scorer:
+def baseline_scorer(key: str, name: str, labels: list[str], clean: TextCleaning, words: NegationWords) -> Scorer:
     """`tfidf_lr` (on the baseline's normalised text) or `vader` (labels from its dev-tuned thresholds)."""
     import joblib
 
@@ -217,7 +217,9 @@ def baseline_scorer(key: str, name: str, labels: list[str], clean: CleanConfig, 
     return Scorer(name, labels, temperature, score)
 
 
-def deployed_scorers(key: str, clean: CleanConfig, words: WordLists, reading: PredictConfig, labels: list[str]) -> list[Scorer]:
+def deployed_scorers(
+    key: str, clean: TextCleaning, words: NegationWords, reading: BatchedReading, labels: list[str]
+) -> list[Scorer]:
     """The fine-tuned model as the reference (torch fp32, named `finetune`) and as served (export's default form,
     named `finetune_<form>`, when that is not torch), each in batches of `reading.batch_size`, and the best
     baseline evaluate picked on dev."""

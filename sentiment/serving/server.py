@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from pydantic import PositiveInt
 
-from sentiment.config import Section, UserError, load_params, section
+from sentiment.config import Params, Section, UserError
 from sentiment.data.text import CleanConfig, clean_text
 from sentiment.metrics import scale
 from sentiment.models.engine import score_logits
@@ -548,12 +548,12 @@ def bearer_token(env: str) -> str | None:
     return value
 
 
-def load_scorer(key: str, form: Form, cfg: ServeConfig, params: dict[str, Any], model: str | None = None) -> FinetuneScorer:
+def load_scorer(key: str, form: Form, cfg: ServeConfig, params: Params, model: str | None = None) -> FinetuneScorer:
     """The dataset's trained model (`model`, default params.yaml predict.model) in `form`, reading text as
     params.yaml `clean` and `predict` say, in calls of serve.batch_size; idle onnxruntime threads sleep (the event
     loop needs the core)."""
-    cleaning = section(CleanConfig, params, "clean").light()
-    reading = section(PredictConfig, params, "predict")
+    cleaning = params.section(CleanConfig, "clean").light()
+    reading = params.section(PredictConfig, "predict")
     return FinetuneScorer(key, form, cleaning, reading, cfg.batch_size, spin=False, model=model or reading.model)
 
 
@@ -566,12 +566,11 @@ def uvicorn_config(app, cfg: ServeConfig, host: str, port: int, **options):
     return uvicorn.Config(app, host=host, port=port, limit_concurrency=cfg.max_connections + 1, **settings)
 
 
-def serve(key: str, form: Form, host: str, port: int, model: str | None = None) -> None:
+def serve(params: Params, key: str, form: Form, host: str, port: int, model: str | None = None) -> None:
     """Load the model, then serve until SIGTERM/SIGINT (uvicorn lets in-flight requests finish first)."""
     import uvicorn
 
-    params = load_params()
-    cfg = section(ServeConfig, params, "serve")
+    cfg = params.section(ServeConfig, "serve")
     token = bearer_token(cfg.token_env)
     scorer = load_scorer(key, form, cfg, params, model)
     print(
